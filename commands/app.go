@@ -92,6 +92,7 @@ func NewApp(io IO) *cli.App {
 		},
 	}
 	setUsageErrors(app.Commands)
+	finishApp(app, io)
 	return app
 }
 

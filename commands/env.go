@@ -1,13 +1,520 @@
 package commands
 
 import (
+	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"sort"
+	"strings"
 
+	"github.com/tessel/tessel-proxy/deviceenv"
 	"github.com/urfave/cli/v2"
 )
 
+// EnvSetOptions is what `env set` needs.
+type EnvSetOptions struct {
+	IO        IO
+	Device    string   // --device; "" = $TESSEL_DEVICE, else the default device, else local
+	Args      []string // KEY=VALUE, KEY=@file, KEY -
+	FromFile  string   // --from-file: a dotenv file ("-" = stdin)
+	FromLogin bool     // --from-login: store the token in use as PROXY_TOKEN
+}
+
+func deviceFlag() *cli.StringFlag {
+	return &cli.StringFlag{Name: "device", Aliases: []string{"d"},
+		Usage: "device `NAME` (or ssh:// address); default: $TESSEL_DEVICE, else the default device, else local"}
+}
+
 func envCommand(io IO) *cli.Command {
-	return &cli.Command{Name: "env", Usage: "(not built yet)", Action: func(*cli.Context) error {
-		return exitCode(ExitFailure, fmt.Errorf("env: not built yet"))
-	}}
+	return &cli.Command{
+		Name:  "env",
+		Usage: "read and change the PROXY_* configuration stored on a device",
+		Description: `Each device keeps its configuration in a dotenv file (on this machine:
+${XDG_CONFIG_HOME:-$HOME/.config}/tessel-proxy/env). run reads it after the environment:
+a variable set in the environment wins over the file, the file over the default.
+Every PROXY_* value is checked before anything is written, writes are atomic, and
+concurrent env set commands never lose each other's changes.
+
+The device is --device NAME, else $TESSEL_DEVICE, else the default device (see
+tessel-proxy device), else this machine.
+
+Examples:
+   tessel-proxy env set PROXY_HOST=proxy.example.net PROXY_PORT=8443
+   tessel-proxy env set --device pi PROXY_CERT=@proxy-ca.pem
+   tessel-proxy env set --device pi --from-login
+   tessel-proxy env get PROXY_HOST
+   tessel-proxy env list --shell
+   tessel-proxy env unset PROXY_TRUSTED`,
+		Subcommands: []*cli.Command{
+			envSetCommand(io),
+			envGetCommand(io),
+			envListCommand(io),
+			envUnsetCommand(io),
+		},
+	}
+}
+
+func envSetCommand(io IO) *cli.Command {
+	return &cli.Command{
+		Name:      "set",
+		Usage:     "set variables in a device's env file",
+		ArgsUsage: "KEY=VALUE... | KEY=@FILE | KEY -",
+		Description: `KEY=VALUE   sets KEY to VALUE.
+KEY=@FILE   reads the value from FILE on this machine (as curl -d @file does).
+KEY -       reads the value from stdin (for secrets, and multi-line PEM text).
+A value read from a file or stdin keeps its bytes, except that a single-line value
+loses one trailing newline (the one echo adds). To store a value that starts with @,
+pass it on stdin.
+
+PROXY_CERT takes PEM text or the path of a PEM file on the device. For a remote device
+a path is stored unread, since the file lives there (PEM text is still checked); to
+copy a local certificate, use PROXY_CERT=@file.
+
+--from-file F sets every variable of the dotenv file F (- for stdin); arguments win
+over it. --from-login stores the token in use (PROXY_TOKEN, TM_API_KEY, else the one
+saved by tessel-proxy login) as PROXY_TOKEN.
+
+Every PROXY_* value is validated first; if one is wrong nothing is written and the
+exit status is 2. Unknown keys are stored; a near miss of a known one (PROXY_PRT)
+is warned about.
+
+Examples:
+   tessel-proxy env set PROXY_HOST=proxy.example.net PROXY_PORT=8443
+   tessel-proxy env set PROXY_LOCAL="10.0.0.0/8 .corp.example localhost"
+   tessel-proxy env set --device pi PROXY_CERT=@/etc/ssl/proxy-ca.pem
+   tessel-proxy env set --device pi PROXY_CERT=/etc/tessel-proxy/ca.pem
+   printf %s "$TOKEN" | tessel-proxy env set --device pi PROXY_TOKEN -
+   tessel-proxy env set --device pi --from-login
+   tessel-proxy env set --from-file proxy.env`,
+		Flags: []cli.Flag{
+			deviceFlag(),
+			&cli.StringFlag{Name: "from-file", Usage: "set every variable in dotenv `FILE` (- = stdin)", TakesFile: true},
+			&cli.BoolFlag{Name: "from-login", Usage: "store the token in use as PROXY_TOKEN"},
+		},
+		Action: func(c *cli.Context) error {
+			args, extra, err := splitInterspersed(c.Args().Slice(), []string{"device", "d", "from-file"}, []string{"from-login"})
+			if err != nil {
+				return usageError("env set: %v", err)
+			}
+			o := &EnvSetOptions{IO: io, Device: c.String("device"), Args: args,
+				FromFile: c.String("from-file"), FromLogin: c.Bool("from-login") || extra.bools["from-login"]}
+			if v := lastOf(extra.values["device"], extra.values["d"]); v != "" {
+				o.Device = v
+			}
+			if v := lastOf(extra.values["from-file"]); v != "" {
+				o.FromFile = v
+			}
+			return runEnvSet(c.Context, o)
+		},
+	}
+}
+
+func lastOf(lists ...[]string) string {
+	v := ""
+	for _, l := range lists {
+		if len(l) > 0 {
+			v = l[len(l)-1]
+		}
+	}
+	return v
+}
+
+// envAssignment is one KEY=VALUE to store, and where the value came from (for messages).
+type envAssignment struct {
+	key, value, from string
+	content          bool // the value is the whole content of a file or of stdin
+}
+
+func runEnvSet(ctx context.Context, o *EnvSetOptions) error {
+	if len(o.Args) == 0 && o.FromFile == "" && !o.FromLogin {
+		return usageError("env set: nothing to set; give KEY=VALUE, KEY=@FILE, KEY -, --from-file FILE or --from-login")
+	}
+	st, err := openDeviceStore(o.IO, o.Device)
+	if err != nil {
+		return err
+	}
+	var list []envAssignment
+	stdinUsed := false
+	readStdin := func(what string) ([]byte, error) {
+		if stdinUsed {
+			return nil, usageError("env set: only one value can come from stdin (%s)", what)
+		}
+		stdinUsed = true
+		if o.IO.In == nil {
+			return nil, usageError("env set: %s: no stdin", what)
+		}
+		return io.ReadAll(o.IO.In)
+	}
+
+	if o.FromFile != "" {
+		var text []byte
+		if o.FromFile == "-" {
+			text, err = readStdin("--from-file -")
+		} else {
+			text, err = os.ReadFile(o.FromFile)
+		}
+		if err != nil {
+			return usageError("--from-file: %v", err)
+		}
+		vars, err := deviceenv.ParseEnv(text)
+		if err != nil {
+			return usageError("--from-file %s: %v", o.FromFile, err)
+		}
+		keys := make([]string, 0, len(vars))
+		for k := range vars {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			list = append(list, envAssignment{k, vars[k], o.FromFile, false})
+		}
+	}
+
+	for i := 0; i < len(o.Args); i++ {
+		a := o.Args[i]
+		key, value, hasEq := strings.Cut(a, "=")
+		switch {
+		case !hasEq && i+1 < len(o.Args) && o.Args[i+1] == "-":
+			i++
+			b, err := readStdin(key + " -")
+			if err != nil {
+				return err
+			}
+			list = append(list, envAssignment{key, trimOneNewline(string(b)), "stdin", true})
+		case !hasEq:
+			return usageError("env set: %q is not KEY=VALUE, KEY=@FILE or KEY -", a)
+		case strings.HasPrefix(value, "@"):
+			path, err := absLocalPath(o.IO, value[1:])
+			if err != nil {
+				return usageError("%s=@: %v", key, err)
+			}
+			b, err := os.ReadFile(path)
+			if err != nil {
+				return usageError("%s=@%s: %v", key, value[1:], err)
+			}
+			list = append(list, envAssignment{key, trimOneNewline(string(b)), value[1:], true})
+		default:
+			list = append(list, envAssignment{key, value, "argument", false})
+		}
+	}
+
+	if o.FromLogin {
+		cfg, err := deviceenv.LoadLocal(o.IO.LookupEnv)
+		if err != nil {
+			return usageError("--from-login: %v", err)
+		}
+		token, source, err := resolveToken(ctx, o.IO, cfg)
+		if err != nil {
+			return exitCode(ExitFailure, fmt.Errorf("--from-login: %w", err))
+		}
+		if token == "" {
+			return exitCode(ExitFailure, errors.New("--from-login: no token: run `tessel-proxy login` first (or set PROXY_TOKEN)"))
+		}
+		list = append(list, envAssignment{deviceenv.VarToken, token, "login (" + source + ")", false})
+	}
+
+	// Check everything before writing anything.
+	final := map[string]string{}
+	var order []string
+	for _, a := range list {
+		if err := deviceenv.CheckKey(a.key); err != nil {
+			return usageError("env set: %v", err)
+		}
+		validate := deviceenv.Validate
+		if st.Remote() {
+			validate = deviceenv.ValidateRemote
+		}
+		// Text read from a file or stdin is the certificate itself, never a path to one.
+		if a.key == deviceenv.VarCert && a.content && !strings.HasPrefix(strings.TrimSpace(a.value), "-----BEGIN") {
+			return usageError("%s: %s holds no PEM certificate (expected -----BEGIN CERTIFICATE-----)", a.key, a.from)
+		}
+		if err := validate(a.key, a.value); err != nil {
+			return usageError("%v", err)
+		}
+		if _, err := deviceenv.QuoteValue(a.value); err != nil {
+			return usageError("%s: %v", a.key, err)
+		}
+		if _, seen := final[a.key]; !seen {
+			order = append(order, a.key)
+		}
+		final[a.key] = a.value
+	}
+	for _, k := range order {
+		if near := nearVariable(k); near != "" {
+			fmt.Fprintf(o.IO.Err, "warning: %s is not a tessel-proxy variable; did you mean %s? (stored anyway)\n", k, near)
+		}
+	}
+
+	err = st.Update(ctx, func(vars map[string]string) error {
+		for k, v := range final {
+			vars[k] = v
+		}
+		return nil
+	})
+	if err != nil {
+		return exitCode(ExitFailure, err)
+	}
+	fmt.Fprintf(o.IO.Err, "Set %s on %s.\n", strings.Join(order, ", "), st)
+	return nil
+}
+
+// trimOneNewline drops the newline that echo or an editor leaves after a one-line value; a
+// multi-line value (PEM text) keeps its bytes.
+func trimOneNewline(v string) string {
+	body := strings.TrimSuffix(strings.TrimSuffix(v, "\n"), "\r")
+	if strings.Contains(body, "\n") {
+		return v
+	}
+	return body
+}
+
+// nearVariable returns the known variable key probably meant to be, or "".
+func nearVariable(key string) string {
+	best, bestDist := "", 3
+	for _, v := range deviceenv.Variables {
+		if v.Name == key {
+			return ""
+		}
+		if strings.EqualFold(v.Name, key) {
+			return v.Name
+		}
+		if d := editDistance(v.Name, key); d < bestDist {
+			best, bestDist = v.Name, d
+		}
+	}
+	return best
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+func envGetCommand(io IO) *cli.Command {
+	return &cli.Command{
+		Name:      "get",
+		Usage:     "print one variable from a device's env file",
+		ArgsUsage: "KEY",
+		Description: `Prints the stored value as is, followed by a newline unless it ends with one.
+Tokens are printed too: you asked for them. Exit status 1 when KEY is not set.
+
+Examples:
+   tessel-proxy env get PROXY_HOST
+   tessel-proxy env get --device pi PROXY_CERT > ca.pem`,
+		Flags: []cli.Flag{deviceFlag()},
+		Action: func(c *cli.Context) error {
+			args, extra, err := splitInterspersed(c.Args().Slice(), []string{"device", "d"}, nil)
+			if err != nil || len(args) != 1 {
+				return usageError("env get: give one KEY, e.g. tessel-proxy env get PROXY_HOST")
+			}
+			device := c.String("device")
+			if v := lastOf(extra.values["device"], extra.values["d"]); v != "" {
+				device = v
+			}
+			st, err := openDeviceStore(io, device)
+			if err != nil {
+				return err
+			}
+			vars, err := st.Read(c.Context)
+			if err != nil {
+				return exitCode(ExitFailure, err)
+			}
+			v, ok := vars[args[0]]
+			if !ok {
+				return exitCode(ExitFailure, fmt.Errorf("%s is not set on %s", args[0], st))
+			}
+			if !strings.HasSuffix(v, "\n") {
+				v += "\n"
+			}
+			_, err = io.Out.Write([]byte(v))
+			return err
+		},
+	}
+}
+
+const maskedValue = "********"
+
+func envListCommand(io IO) *cli.Command {
+	return &cli.Command{
+		Name:  "list",
+		Usage: "print the variables in a device's env file",
+		Description: `Prints KEY=VALUE lines in dotenv syntax (values quoted where needed), sorted.
+PROXY_TOKEN and TM_API_KEY are masked unless --show-secrets is given; --shell leaves
+them out instead, so that its output can be eval'd safely. Only what the file holds is
+shown; tessel-proxy route shows the configuration in effect.
+
+Examples:
+   tessel-proxy env list
+   tessel-proxy env list --device pi --json
+   eval "$(tessel-proxy env list --shell --show-secrets)"`,
+		Flags: []cli.Flag{
+			deviceFlag(),
+			&cli.BoolFlag{Name: "json", Usage: "print a JSON object"},
+			&cli.BoolFlag{Name: "shell", Usage: "print export KEY='VALUE' lines for a POSIX shell"},
+			&cli.BoolFlag{Name: "show-secrets", Usage: "show PROXY_TOKEN and TM_API_KEY"},
+		},
+		Action: func(c *cli.Context) error {
+			args, extra, err := splitInterspersed(c.Args().Slice(), []string{"device", "d"}, []string{"json", "shell", "show-secrets"})
+			if err != nil || len(args) != 0 {
+				return usageError("env list takes no arguments (see --help)")
+			}
+			device := c.String("device")
+			if v := lastOf(extra.values["device"], extra.values["d"]); v != "" {
+				device = v
+			}
+			asJSON := c.Bool("json") || extra.bools["json"]
+			asShell := c.Bool("shell") || extra.bools["shell"]
+			showSecrets := c.Bool("show-secrets") || extra.bools["show-secrets"]
+			if asJSON && asShell {
+				return usageError("env list: choose one of --json and --shell")
+			}
+			st, err := openDeviceStore(io, device)
+			if err != nil {
+				return err
+			}
+			vars, err := st.Read(c.Context)
+			if err != nil {
+				return exitCode(ExitFailure, err)
+			}
+			if len(vars) == 0 {
+				fmt.Fprintf(io.Err, "No variables are set on %s; add some with `tessel-proxy env set KEY=VALUE`.\n", st)
+			}
+			return printEnvList(io, vars, asJSON, asShell, showSecrets)
+		},
+	}
+}
+
+var plainValue = regexp.MustCompile(`^[A-Za-z0-9_./:,@%+=-]+$`)
+
+func printEnvList(io IO, vars map[string]string, asJSON, asShell, showSecrets bool) error {
+	keys := make([]string, 0, len(vars))
+	for k := range vars {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	hidden := false
+	if asJSON {
+		out := map[string]string{}
+		for _, k := range keys {
+			out[k] = vars[k]
+			if deviceenv.IsSecret(k) && !showSecrets {
+				out[k], hidden = maskedValue, true
+			}
+		}
+		enc := json.NewEncoder(io.Out)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(out); err != nil {
+			return err
+		}
+	} else {
+		for _, k := range keys {
+			v := vars[k]
+			secret := deviceenv.IsSecret(k) && !showSecrets
+			hidden = hidden || secret
+			switch {
+			case asShell && secret:
+				fmt.Fprintf(io.Out, "# %s is set (hidden; add --show-secrets)\n", k)
+			case asShell:
+				fmt.Fprintf(io.Out, "export %s=%s\n", k, shellQuote(v))
+			case secret:
+				fmt.Fprintf(io.Out, "%s=%s\n", k, maskedValue)
+			case plainValue.MatchString(v):
+				fmt.Fprintf(io.Out, "%s=%s\n", k, v)
+			default:
+				q, err := deviceenv.QuoteValue(v)
+				if err != nil {
+					q = shellQuote(v)
+				}
+				fmt.Fprintf(io.Out, "%s=%s\n", k, q)
+			}
+		}
+	}
+	if hidden {
+		fmt.Fprintln(io.Err, "Tokens are masked; add --show-secrets to show them.")
+	}
+	return nil
+}
+
+// shellQuote quotes s for a POSIX shell.
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+func envUnsetCommand(io IO) *cli.Command {
+	return &cli.Command{
+		Name:      "unset",
+		Usage:     "remove variables from a device's env file",
+		ArgsUsage: "KEY...",
+		Description: `Removes each KEY; run then uses the environment or the default for it.
+Keys that are not set are reported and skipped.
+
+Examples:
+   tessel-proxy env unset PROXY_TRUSTED
+   tessel-proxy env unset --device pi PROXY_TOKEN TM_API_KEY`,
+		Flags: []cli.Flag{deviceFlag()},
+		Action: func(c *cli.Context) error {
+			args, extra, err := splitInterspersed(c.Args().Slice(), []string{"device", "d"}, nil)
+			if err != nil {
+				return usageError("env unset: %v", err)
+			}
+			if len(args) == 0 {
+				return usageError("env unset: give one or more KEYs, e.g. tessel-proxy env unset PROXY_TRUSTED")
+			}
+			for _, k := range args {
+				if err := deviceenv.CheckKey(k); err != nil {
+					return usageError("env unset: %v", err)
+				}
+			}
+			device := c.String("device")
+			if v := lastOf(extra.values["device"], extra.values["d"]); v != "" {
+				device = v
+			}
+			st, err := openDeviceStore(io, device)
+			if err != nil {
+				return err
+			}
+			var removed, missing []string
+			err = st.Update(c.Context, func(vars map[string]string) error {
+				removed, missing = nil, nil
+				for _, k := range args {
+					if _, ok := vars[k]; ok {
+						delete(vars, k)
+						removed = append(removed, k)
+					} else {
+						missing = append(missing, k)
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				return exitCode(ExitFailure, err)
+			}
+			if len(missing) > 0 {
+				fmt.Fprintf(io.Err, "Not set on %s: %s.\n", st, strings.Join(missing, ", "))
+			}
+			if len(removed) > 0 {
+				fmt.Fprintf(io.Err, "Unset %s on %s.\n", strings.Join(removed, ", "), st)
+			}
+			return nil
+		},
+	}
 }

@@ -1,13 +1,121 @@
 package commands
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
 
+	"github.com/tessel/tessel-proxy/deviceenv"
+	"github.com/tessel/tessel-proxy/proxyclient"
 	"github.com/urfave/cli/v2"
 )
 
+// RouteOptions is what `route` needs.
+type RouteOptions struct {
+	IO     IO
+	Target string // HOST[:PORT]
+	TLS    bool   // ask about the library's TLS dialer instead of a plain connection
+	JSON   bool
+}
+
 func routeCommand(io IO) *cli.Command {
-	return &cli.Command{Name: "route", Usage: "(not built yet)", Action: func(*cli.Context) error {
-		return exitCode(ExitFailure, fmt.Errorf("route: not built yet"))
-	}}
+	return &cli.Command{
+		Name:      "route",
+		Usage:     "say whether a connection to HOST would go direct or through the proxy, and why",
+		ArgsUsage: "HOST[:PORT]",
+		Description: `Applies the routing rules that run uses, with this machine's configuration
+(environment, then the device env file), without connecting anywhere. The first word
+of the answer is "direct" or "proxy"; the rest says which rule decided. The host is
+matched as given: no DNS lookup.
+
+Examples:
+   tessel-proxy route example.com            # proxy (tunnel to proxy.tessel.io:443)
+   tessel-proxy route 192.168.1.20:8080      # direct (PROXY_LOCAL entry 192.168.0.0/16 matches)
+   tessel-proxy route --json db.internal`,
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "tls", Usage: "ask about a TLS connection made by the library's TLS dialer (PROXY_TRUSTED applies)"},
+			&cli.BoolFlag{Name: "json", Usage: "print a JSON object"},
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return usageError("route: give one HOST[:PORT], e.g. tessel-proxy route example.com:443")
+			}
+			return runRoute(c.Context, &RouteOptions{IO: io, Target: c.Args().First(), TLS: c.Bool("tls"), JSON: c.Bool("json")})
+		},
+	}
+}
+
+// routeAnswer is the JSON form of a routing decision.
+type routeAnswer struct {
+	Host   string `json:"host"`
+	Port   int    `json:"port,omitempty"`
+	TLS    bool   `json:"tls"`
+	Route  string `json:"route"` // "direct" or "proxy"
+	Reason string `json:"reason"`
+	Proxy  string `json:"proxy,omitempty"` // host:port of the proxy, when the route is proxy
+}
+
+func runRoute(ctx context.Context, o *RouteOptions) error {
+	host, port, err := splitRouteTarget(o.Target)
+	if err != nil {
+		return usageError("route: %v", err)
+	}
+	cfg, err := deviceenv.LoadLocal(o.IO.LookupEnv)
+	if err != nil {
+		return usageError("route: %v", err)
+	}
+	token, _, err := resolveToken(ctx, o.IO, cfg)
+	if err != nil {
+		return exitCode(ExitFailure, fmt.Errorf("route: %w", err))
+	}
+	d := proxyclient.NewDialer(cfg, token, nil)
+	defer d.Close()
+	dec := d.Route(host)
+	if o.TLS {
+		dec = d.RouteTLS(host)
+	}
+	ans := routeAnswer{Host: host, Port: port, TLS: o.TLS, Route: "direct", Reason: dec.Reason}
+	if !dec.Direct {
+		ans.Route, ans.Proxy = "proxy", d.ProxyAddr()
+		if dec.Reason == proxyclient.ReasonTunnel {
+			ans.Reason = "tunnel to " + d.ProxyAddr()
+		}
+	}
+	if o.JSON {
+		enc := json.NewEncoder(o.IO.Out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(ans)
+	}
+	_, err = fmt.Fprintf(o.IO.Out, "%s (%s)\n", ans.Route, ans.Reason)
+	return err
+}
+
+// splitRouteTarget accepts host, host:port, an IPv6 address bare or in brackets, and
+// [v6]:port.
+func splitRouteTarget(s string) (string, int, error) {
+	if s == "" {
+		return "", 0, fmt.Errorf("empty host")
+	}
+	if _, err := netip.ParseAddr(strings.Trim(s, "[]")); err == nil {
+		return strings.Trim(s, "[]"), 0, nil
+	}
+	if !strings.Contains(s, ":") {
+		return s, 0, nil
+	}
+	host, ps, err := net.SplitHostPort(s)
+	if err != nil {
+		return "", 0, fmt.Errorf("%q is not HOST or HOST:PORT", s)
+	}
+	port, err := strconv.Atoi(ps)
+	if err != nil || port < 1 || port > 65535 {
+		return "", 0, fmt.Errorf("port %q in %q is not a number 1..65535", ps, s)
+	}
+	if host == "" {
+		return "", 0, fmt.Errorf("%q has no host", s)
+	}
+	return host, port, nil
 }

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"time"
+	"unicode/utf8"
 
 	"github.com/hashicorp/yamux"
 )
@@ -242,7 +243,7 @@ func ReadStreamRequest(r io.Reader) (StreamRequest, error) {
 // Reply answers a Hello or a StreamRequest.
 type Reply struct {
 	Status  Status
-	Message string // for people; truncated to MaxMessageLen on write
+	Message string // for people; cut to at most MaxMessageLen bytes, on a character boundary, on write
 }
 
 // Err returns nil for StatusOK, else an *Error carrying the status and message.
@@ -257,7 +258,11 @@ func (r Reply) Err() error {
 func AppendReply(buf []byte, r Reply) []byte {
 	msg := r.Message
 	if len(msg) > MaxMessageLen {
-		msg = msg[:MaxMessageLen]
+		cut := MaxMessageLen
+		for cut > 0 && !utf8.RuneStart(msg[cut]) {
+			cut--
+		}
+		msg = msg[:cut]
 	}
 	buf = append(buf, byte(r.Status), byte(len(msg)))
 	return append(buf, msg...)

@@ -1,0 +1,458 @@
+package commands
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tessel/tessel-proxy/proxyserver"
+	"golang.org/x/sys/unix"
+)
+
+// runBuffer is a bytes.Buffer that the child's output copier and the test can share.
+type runBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (r *runBuffer) Write(p []byte) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.b.Write(p)
+}
+
+func (r *runBuffer) String() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.b.String()
+}
+
+const runTestToken = "run-test-token-7f3a9c"
+
+// runTestProxy starts the real proxy server in-process on loopback with a self-signed
+// certificate, and points this process's environment at it (t.Setenv: `run` passes the
+// real environment on to its child). allowLoopback lets it dial loopback targets, which
+// its default policy refuses.
+func runTestProxy(t *testing.T, allowLoopback bool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, BasicConstraintsValid: true, IsCA: true,
+		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth, err := proxyserver.NewStaticAuthenticator(runTestToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	policy := &proxyserver.Policy{}
+	if allowLoopback {
+		policy.Allow = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+	}
+	srv, err := proxyserver.New(proxyserver.Config{
+		TLS:           &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}},
+		Authenticator: auth,
+		Policy:        policy,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan struct{})
+	go func() { defer close(served); srv.Serve(ln) }()
+	t.Cleanup(func() { srv.Close(); <-served })
+
+	runTestEnv(t)
+	t.Setenv("PROXY_HOST", "127.0.0.1")
+	t.Setenv("PROXY_PORT", strconv.Itoa(ln.Addr().(*net.TCPAddr).Port))
+	t.Setenv("PROXY_CERT", string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})))
+	t.Setenv("PROXY_TOKEN", runTestToken)
+	t.Setenv("PROXY_LOCAL", "none")
+}
+
+// runTestEnv clears the variables that would make a test depend on this machine.
+func runTestEnv(t *testing.T) {
+	home := t.TempDir()
+	t.Setenv("HOME", home)
+	t.Setenv("XDG_CONFIG_HOME", filepath.Join(home, ".config"))
+	for _, k := range []string{"PROXY_HOST", "PROXY_PORT", "PROXY_CERT", "PROXY_TOKEN", "TM_API_KEY",
+		"PROXY_TRUSTED", "PROXY_IDLE", "PROXY_LOCAL", "_PROXY_DBG", "ALL_PROXY", "all_proxy",
+		"HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy"} {
+		t.Setenv(k, "")
+		os.Unsetenv(k)
+	}
+}
+
+// runMain runs the command line as `tessel-proxy ARGS...` and returns stdout, stderr and
+// the exit status.
+func runMain(t *testing.T, args ...string) (string, string, int) {
+	t.Helper()
+	var out, errb runBuffer
+	code := Main(IO{In: strings.NewReader(""), Out: &out, Err: &errb, LookupEnv: os.LookupEnv},
+		append([]string{"tessel-proxy"}, args...))
+	return out.String(), errb.String(), code
+}
+
+func needTool(t *testing.T, name, pkg string) {
+	t.Helper()
+	if _, err := exec.LookPath(name); err != nil {
+		t.Fatalf("%s not found: install the %s package", name, pkg)
+	}
+}
+
+func TestRunExitStatus(t *testing.T) {
+	runTestProxy(t, true)
+	notExec := filepath.Join(t.TempDir(), "script")
+	os.WriteFile(notExec, []byte("#!/bin/sh\necho hi\n"), 0o644)
+
+	cases := []struct {
+		name     string
+		args     []string
+		want     int
+		wantErr  string
+		wantOut  string
+		silentOK bool
+	}{
+		{"success", []string{"sh", "-c", "echo fine"}, 0, "", "fine\n", true},
+		{"child status", []string{"sh", "-c", "exit 3"}, 3, "", "", true},
+		{"killed by SIGTERM", []string{"sh", "-c", "kill -TERM $$"}, 128 + int(syscall.SIGTERM), "", "", true},
+		{"not found", []string{"no-such-program-3f9a"}, 127, "no-such-program-3f9a: program not found", "", false},
+		{"not executable", []string{notExec}, 126, "cannot execute", "", false},
+		{"no program", nil, 2, "name the program", "", false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			out, stderr, code := runMain(t, append([]string{"run", "--"}, tc.args...)...)
+			if code != tc.want {
+				t.Fatalf("exit %d, want %d (stderr %q)", code, tc.want, stderr)
+			}
+			if !strings.Contains(stderr, tc.wantErr) {
+				t.Fatalf("stderr %q should contain %q", stderr, tc.wantErr)
+			}
+			if tc.silentOK && stderr != "" {
+				t.Fatalf("run added to stderr when the child ended on its own: %q", stderr)
+			}
+			if out != tc.wantOut {
+				t.Fatalf("stdout %q, want %q", out, tc.wantOut)
+			}
+		})
+	}
+}
+
+func TestRunRefusesToStart(t *testing.T) {
+	unreachable := func() string {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+	}()
+	cases := []struct {
+		name    string
+		env     map[string]string
+		unset   []string
+		wantErr []string
+	}{
+		{"malformed PROXY_PORT", map[string]string{"PROXY_PORT": "99999"}, nil, []string{"PROXY_PORT"}},
+		{"malformed PROXY_TRUSTED", map[string]string{"PROXY_TRUSTED": "true-ish"}, nil, []string{"PROXY_TRUSTED"}},
+		{"no token", nil, []string{"PROXY_TOKEN"}, []string{"no token", "tessel-proxy login", "PROXY_TOKEN"}},
+		{"wrong token", map[string]string{"PROXY_TOKEN": "not-the-token"}, nil, []string{"refused the token", "tessel-proxy login"}},
+		{"untrusted certificate", nil, []string{"PROXY_CERT"}, []string{"not trusted", "PROXY_CERT"}},
+		{"unreachable proxy", map[string]string{"PROXY_PORT": unreachable}, nil, []string{"127.0.0.1:" + unreachable}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			runTestProxy(t, true)
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			for _, k := range tc.unset {
+				os.Unsetenv(k)
+			}
+			marker := filepath.Join(t.TempDir(), "started")
+			_, stderr, code := runMain(t, "run", "--", "touch", marker)
+			if code != ExitRunFailed {
+				t.Fatalf("exit %d, want %d (stderr %q)", code, ExitRunFailed, stderr)
+			}
+			for _, w := range tc.wantErr {
+				if !strings.Contains(stderr, w) {
+					t.Errorf("stderr %q should mention %q", stderr, w)
+				}
+			}
+			if strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
+				t.Errorf("want one line on stderr, got %q", stderr)
+			}
+			if strings.Contains(stderr, runTestToken) {
+				t.Errorf("stderr contains the token: %q", stderr)
+			}
+			if _, err := os.Stat(marker); err == nil {
+				t.Fatal("the program was started although run failed")
+			}
+		})
+	}
+}
+
+func TestRunChildEnvironment(t *testing.T) {
+	runTestProxy(t, true)
+	t.Setenv("TM_API_KEY", "api-key-should-not-leak")
+	t.Setenv("NO_PROXY", "inherited.example")
+
+	envOf := func(t *testing.T) map[string]string {
+		out, stderr, code := runMain(t, "run", "--", "env")
+		if code != 0 {
+			t.Fatalf("run env: exit %d: %s", code, stderr)
+		}
+		m := map[string]string{}
+		for _, line := range strings.Split(out, "\n") {
+			if k, v, ok := strings.Cut(line, "="); ok {
+				m[k] = v
+			}
+		}
+		return m
+	}
+
+	t.Run("PROXY_LOCAL=none", func(t *testing.T) {
+		env := envOf(t)
+		for _, k := range []string{"PROXY_TOKEN", "TM_API_KEY"} {
+			if v, ok := env[k]; ok {
+				t.Errorf("child sees %s=%q", k, v)
+			}
+		}
+		for _, k := range []string{"NO_PROXY", "no_proxy"} {
+			if v, ok := env[k]; ok {
+				t.Errorf("with PROXY_LOCAL=none the child must not bypass the tunnel, but %s=%q", k, v)
+			}
+		}
+		socks, http := env["ALL_PROXY"], env["HTTP_PROXY"]
+		if !strings.HasPrefix(socks, "socks5h://tp-") || !strings.Contains(socks, "@127.0.0.1:") {
+			t.Errorf("ALL_PROXY=%q, want socks5h://USER:SECRET@127.0.0.1:PORT", socks)
+		}
+		if !strings.HasPrefix(http, "http://tp-") {
+			t.Errorf("HTTP_PROXY=%q, want http://USER:SECRET@127.0.0.1:PORT", http)
+		}
+		for _, k := range []string{"all_proxy", "http_proxy", "HTTPS_PROXY", "https_proxy"} {
+			if env[k] == "" {
+				t.Errorf("%s not set", k)
+			}
+		}
+		if env["NODE_USE_ENV_PROXY"] != "1" {
+			t.Errorf("NODE_USE_ENV_PROXY=%q, want 1", env["NODE_USE_ENV_PROXY"])
+		}
+		if env["PATH"] != os.Getenv("PATH") {
+			t.Errorf("PATH not passed through")
+		}
+	})
+	t.Run("default PROXY_LOCAL", func(t *testing.T) {
+		os.Unsetenv("PROXY_LOCAL")
+		env := envOf(t)
+		want := "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,169.254.0.0/16,127.0.0.0/8,localhost"
+		if env["NO_PROXY"] != want || env["no_proxy"] != want {
+			t.Errorf("NO_PROXY=%q no_proxy=%q, want %q", env["NO_PROXY"], env["no_proxy"], want)
+		}
+	})
+}
+
+func TestRunCurlThroughTheTunnel(t *testing.T) {
+	needTool(t, "curl", "curl")
+	web := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "hello %s", r.URL.Path)
+	}))
+	defer web.Close()
+	https := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "hello over tls")
+	}))
+	defer https.Close()
+
+	t.Run("allowed", func(t *testing.T) {
+		runTestProxy(t, true)
+		for _, tc := range []struct {
+			args []string
+			want string
+		}{
+			{[]string{web.URL + "/plain"}, "hello /plain"},
+			{[]string{"-k", https.URL}, "hello over tls"}, // CONNECT, end-to-end TLS
+		} {
+			out, stderr, code := runMain(t, append([]string{"run", "--", "curl", "-sS", "--max-time", "20"}, tc.args...)...)
+			if code != 0 || out != tc.want {
+				t.Fatalf("curl %v through run: exit %d, %q, stderr %s", tc.args, code, out, stderr)
+			}
+		}
+		// Through the SOCKS side of the front, as ALL_PROXY sends it.
+		out, stderr, code := runMain(t, "run", "--", "sh", "-c", `curl -sS --max-time 20 -x "$ALL_PROXY" "$0"`, web.URL+"/socks")
+		if code != 0 || out != "hello /socks" {
+			t.Fatalf("curl via ALL_PROXY: exit %d, %q, stderr %s", code, out, stderr)
+		}
+	})
+	t.Run("the proxy's policy applies, so the tunnel was used", func(t *testing.T) {
+		runTestProxy(t, false) // loopback targets refused by the server
+		out, stderr, code := runMain(t, "run", "--", "curl", "-sS", "--max-time", "20", "-w", "\n%{http_code}", web.URL+"/plain")
+		if code != 0 || !strings.HasSuffix(out, "\n502") || !strings.Contains(out, "denied") {
+			t.Fatalf("want a 502 naming the proxy's denial, got exit %d, %q, stderr %s", code, out, stderr)
+		}
+	})
+	t.Run("PROXY_LOCAL goes direct", func(t *testing.T) {
+		runTestProxy(t, false)
+		t.Setenv("PROXY_LOCAL", "127.0.0.0/8")
+		// curl honours NO_PROXY itself; -x with --noproxy '' forces it through the front,
+		// which must route the local host directly.
+		out, stderr, code := runMain(t, "run", "--", "sh", "-c", `curl -sS --max-time 20 --noproxy '' -x "$HTTP_PROXY" "$0"`, web.URL+"/local")
+		if code != 0 || out != "hello /local" {
+			t.Fatalf("exit %d, %q, stderr %s", code, out, stderr)
+		}
+	})
+}
+
+func TestRunForwardsSignals(t *testing.T) {
+	runTestProxy(t, true)
+	var out, errb runBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- Main(IO{In: strings.NewReader(""), Out: &out, Err: &errb, LookupEnv: os.LookupEnv},
+			[]string{"tessel-proxy", "run", "--", "sh", "-c", `trap 'exit 7' USR1; echo ready; while :; do sleep 0.01; done`})
+	}()
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(out.String(), "ready") {
+		if time.Now().After(deadline) {
+			t.Fatalf("child never became ready; stderr %q", errb.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	// run has registered for USR1 before starting the child, so this reaches run, not
+	// the Go runtime's default action.
+	syscall.Kill(os.Getpid(), syscall.SIGUSR1)
+	select {
+	case code := <-done:
+		if code != 7 {
+			t.Fatalf("exit %d, want 7 (the child's USR1 trap)", code)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("child did not exit after SIGUSR1 was forwarded")
+	}
+}
+
+// TestMainProcessHelper is not a test: TestRunCtrlCReachesTheProgramOnce starts this test
+// binary again as `tessel-proxy` with it, so that run gets a terminal of its own.
+func TestMainProcessHelper(t *testing.T) {
+	encoded := os.Getenv("TESSEL_PROXY_TEST_MAIN_ARGS")
+	if encoded == "" {
+		return
+	}
+	var args []string
+	if err := json.Unmarshal([]byte(encoded), &args); err != nil {
+		t.Fatal(err)
+	}
+	os.Exit(Main(IO{In: os.Stdin, Out: os.Stdout, Err: os.Stderr, LookupEnv: os.LookupEnv},
+		append([]string{"tessel-proxy"}, args...)))
+}
+
+// openPTY returns the two ends of a new pseudo-terminal.
+func openPTY(t *testing.T) (master, slave *os.File) {
+	t.Helper()
+	master, err := os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatalf("open /dev/ptmx (this test needs pseudo-terminals): %v", err)
+	}
+	if err := unix.IoctlSetPointerInt(int(master.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		t.Fatal(err)
+	}
+	n, err := unix.IoctlGetInt(int(master.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slave, err = os.OpenFile("/dev/pts/"+strconv.Itoa(n), os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return master, slave
+}
+
+func TestRunCtrlCReachesTheProgramOnce(t *testing.T) {
+	runTestProxy(t, true)
+	master, slave := openPTY(t)
+	defer master.Close()
+	script := `n=0; trap 'n=$((n+1))' INT; echo ready; while [ $n -eq 0 ]; do sleep 0.01; done; sleep 0.5; echo "count=$n"`
+	cmd := exec.Command(os.Args[0], "-test.run=^TestMainProcessHelper$")
+	args, _ := json.Marshal([]string{"run", "--", "sh", "-c", script})
+	cmd.Env = append(os.Environ(), "TESSEL_PROXY_TEST_MAIN_ARGS="+string(args))
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
+	// A session of its own with the terminal as controlling terminal: run is in the
+	// terminal's foreground process group, as in an interactive shell.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	slave.Close()
+	defer cmd.Process.Kill()
+
+	output := make(chan string, 64)
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := master.Read(buf)
+			if n > 0 {
+				output <- string(buf[:n])
+			}
+			if err != nil {
+				close(output)
+				return
+			}
+		}
+	}()
+	var seen strings.Builder
+	waitFor := func(s string) {
+		deadline := time.After(20 * time.Second)
+		for !strings.Contains(seen.String(), s) {
+			select {
+			case chunk, ok := <-output:
+				if !ok {
+					t.Fatalf("terminal closed before %q; output %q", s, seen.String())
+				}
+				seen.WriteString(chunk)
+			case <-deadline:
+				t.Fatalf("no %q on the terminal; output %q", s, seen.String())
+			}
+		}
+	}
+	waitFor("ready")
+	master.Write([]byte{3}) // Ctrl-C
+	waitFor("count=")
+	waitFor("\n")
+	if !strings.Contains(seen.String(), "count=1") {
+		t.Fatalf("the program saw Ctrl-C more than once or not at all: %q", seen.String())
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("run exited with %v after the program ended normally; output %q", err, seen.String())
+	}
+}

@@ -1,0 +1,27 @@
+package docs_test
+
+import (
+	"bytes"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/tessel/tessel-proxy/commands"
+)
+
+func TestReferenceIsCurrent(t *testing.T) {
+	var out bytes.Buffer
+	io := commands.IO{In: strings.NewReader(""), Out: &out, Err: &out,
+		LookupEnv: func(string) (string, bool) { return "", false }}
+	if code := commands.Main(io, []string{"tessel-proxy", "man", "--format", "markdown"}); code != 0 {
+		t.Fatalf("tessel-proxy man --format markdown: exit %d: %s", code, out.String())
+	}
+	committed, err := os.ReadFile("reference.md")
+	if err != nil {
+		t.Fatalf("%v: run `make docs` (or `go generate ./...`) to write it", err)
+	}
+	if !bytes.Equal(committed, out.Bytes()) {
+		t.Fatal("docs/reference.md is stale: the command tree changed since it was generated. " +
+			"Run `make docs` (or `go generate ./...`) and commit the result.")
+	}
+}

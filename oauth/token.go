@@ -1,0 +1,158 @@
+package oauth
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"golang.org/x/oauth2"
+)
+
+// refreshMargin is how long before expiry a stored access token is renewed, so that a tunnel
+// opened with it does not die seconds later.
+const refreshMargin = time.Minute
+
+// ActiveToken is the token a command uses and where it came from.
+type ActiveToken struct {
+	Token string
+	// Source is the variable that gave the token ("PROXY_TOKEN", "TM_API_KEY"), or
+	// SourceKeyring or SourceFile for a token stored by login.
+	Source string
+	// Credentials are the stored credentials when Source is SourceKeyring or SourceFile.
+	Credentials *Credentials
+}
+
+// Resolve picks the token to use: envToken when not empty (PROXY_TOKEN or TM_API_KEY, as
+// envSource names; the caller applies their order), else the credentials login stored for
+// profile, refreshed first when they expire within a minute. A refresh that rotates the
+// refresh token is saved back where the credentials came from. With refresh false, a stored
+// token is returned as it is, expired or not.
+func Resolve(ctx context.Context, stores Stores, profile, envToken, envSource string, refresh bool) (*ActiveToken, error) {
+	if envToken != "" {
+		return &ActiveToken{Token: envToken, Source: envSource}, nil
+	}
+	creds, source, err := stores.Load(profile)
+	if err != nil {
+		return nil, err
+	}
+	if refresh && NeedsRefresh(creds, time.Now()) {
+		creds, err = refreshStored(ctx, stores, profile, source, creds)
+		if err != nil {
+			return nil, err
+		}
+	}
+	return &ActiveToken{Token: creds.AccessToken, Source: source, Credentials: creds}, nil
+}
+
+// NeedsRefresh reports whether c's access token expires within a minute of now.
+func NeedsRefresh(c *Credentials, now time.Time) bool {
+	return !c.Expiry.IsZero() && c.Expiry.Before(now.Add(refreshMargin))
+}
+
+func refreshStored(ctx context.Context, stores Stores, profile, source string, c *Credentials) (*Credentials, error) {
+	relogin := fmt.Sprintf("run `tessel-proxy login%s` again", profileFlag(profile))
+	if c.RefreshToken == "" || c.Issuer == "" || c.ClientID == "" {
+		if c.Expiry.Before(time.Now()) {
+			return nil, fmt.Errorf("the stored token expired at %s and cannot be refreshed: %s", c.Expiry.Local().Format(time.RFC1123), relogin)
+		}
+		return c, nil
+	}
+	fresh, err := Refresh(ctx, c)
+	if err != nil {
+		// Another process may have refreshed first and rotated the refresh token we hold;
+		// what it stored is then good.
+		if again, _, lerr := stores.Load(profile); lerr == nil && again.RefreshToken != c.RefreshToken && !NeedsRefresh(again, time.Now()) {
+			return again, nil
+		}
+		return nil, fmt.Errorf("refresh the stored token: %w; %s", err, relogin)
+	}
+	if err := stores.Save(profile, source, fresh); err != nil {
+		return nil, fmt.Errorf("save the refreshed token: %w", err)
+	}
+	return fresh, nil
+}
+
+// Refresh exchanges c's refresh token for a new access token at c's issuer. The result keeps
+// c's refresh token unless the issuer rotated it.
+func Refresh(ctx context.Context, c *Credentials) (*Credentials, error) {
+	iss, err := Discover(ctx, c.Issuer)
+	if err != nil {
+		return nil, err
+	}
+	client := Client{Issuer: iss, ClientID: c.ClientID, Scopes: c.Scopes}
+	src := client.config("").TokenSource(withHTTP(ctx), &oauth2.Token{RefreshToken: c.RefreshToken})
+	tok, err := src.Token()
+	if err != nil {
+		return nil, describe(err)
+	}
+	fresh := client.credentials(tok)
+	if fresh.Subject == "" {
+		fresh.Subject, fresh.Account = c.Subject, c.Account
+	}
+	return fresh, nil
+}
+
+// Revoke asks the issuer to revoke c's tokens (RFC 7009): the refresh token, which ends the
+// grant, and the access token. It returns false, nil when the issuer has no revocation
+// endpoint.
+func Revoke(ctx context.Context, c *Credentials) (bool, error) {
+	if c.Issuer == "" {
+		return false, nil
+	}
+	iss, err := Discover(ctx, c.Issuer)
+	if err != nil {
+		return false, err
+	}
+	if iss.RevocationURL == "" {
+		return false, nil
+	}
+	for _, t := range []struct{ token, hint string }{
+		{c.RefreshToken, "refresh_token"},
+		{c.AccessToken, "access_token"},
+	} {
+		if t.token == "" {
+			continue
+		}
+		form := url.Values{"token": {t.token}, "token_type_hint": {t.hint}, "client_id": {c.ClientID}}
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, iss.RevocationURL, strings.NewReader(form.Encode()))
+		if err != nil {
+			return false, err
+		}
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		resp, err := httpClient().Do(req)
+		if err != nil {
+			return false, fmt.Errorf("revoke at %s: %w", iss.RevocationURL, err)
+		}
+		var body struct {
+			Error       string `json:"error"`
+			Description string `json:"error_description"`
+		}
+		_ = json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&body)
+		resp.Body.Close()
+		// RFC 7009 §2.2.1: an issuer that cannot revoke a kind of token (many cannot revoke JWT
+		// access tokens, which simply expire) says unsupported_token_type.
+		if resp.StatusCode != http.StatusOK && body.Error != "unsupported_token_type" {
+			msg := resp.Status
+			if body.Error != "" {
+				msg = body.Error + ": " + body.Description
+			}
+			return false, fmt.Errorf("revoke the %s at %s: %s", strings.ReplaceAll(t.hint, "_", " "), iss.RevocationURL, msg)
+		}
+	}
+	return true, nil
+}
+
+func profileFlag(profile string) string {
+	if profile == "" || profile == DefaultProfile {
+		return ""
+	}
+	return " --profile " + profile
+}
+
+// DefaultProfile is the profile used without --profile.
+const DefaultProfile = "default"

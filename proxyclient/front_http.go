@@ -1,0 +1,337 @@
+package proxyclient
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/tessel/tessel-proxy/wire"
+)
+
+type failKind int
+
+const (
+	failOther failKind = iota
+	failDenied
+	failRefused
+	failNetUnreachable
+	failHostUnreachable
+	failDNS
+	failTimeout
+)
+
+// kindOf classifies a dial error, whether the proxy refused the stream or a direct dial
+// failed, so that both fronts report it the way their clients understand.
+func kindOf(err error) failKind {
+	var dnsErr *net.DNSError
+	var ne net.Error
+	switch {
+	case errors.Is(err, wire.ErrDenied):
+		return failDenied
+	case errors.Is(err, wire.ErrRefused), errors.Is(err, syscall.ECONNREFUSED):
+		return failRefused
+	case errors.Is(err, syscall.ENETUNREACH):
+		return failNetUnreachable
+	case errors.Is(err, wire.ErrUnreachable), errors.Is(err, syscall.EHOSTUNREACH):
+		return failHostUnreachable
+	case errors.Is(err, wire.ErrDNSFailure), errors.As(err, &dnsErr):
+		return failDNS
+	case errors.Is(err, wire.ErrTimeout), errors.Is(err, context.DeadlineExceeded),
+		errors.Is(err, os.ErrDeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		return failTimeout
+	}
+	return failOther
+}
+
+// hopByHop are the headers that belong to one connection and are not relayed (RFC 9110
+// section 7.6.1), plus the proxy's own.
+var hopByHop = []string{
+	"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Proxy-Authorization",
+	"Te", "Trailer", "Transfer-Encoding", "Upgrade",
+}
+
+func removeHopByHop(h http.Header) {
+	for _, v := range h.Values("Connection") {
+		for _, name := range strings.Split(v, ",") {
+			if name = strings.TrimSpace(name); name != "" {
+				h.Del(name)
+			}
+		}
+	}
+	for _, name := range hopByHop {
+		h.Del(name)
+	}
+}
+
+func (f *Front) serveHTTP(c net.Conn, br *bufio.Reader, lim *headLimit) {
+	bw := bufio.NewWriterSize(c, 16<<10)
+	for {
+		c.SetReadDeadline(time.Now().Add(handshakeIdle))
+		lim.n = maxHeadBytes
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			if errors.Is(err, errHeadTooLarge) {
+				httpError(bw, http.StatusRequestHeaderFieldsTooLarge, "request head over 1 MiB")
+			} else if !errors.Is(err, io.EOF) && !errors.Is(err, os.ErrDeadlineExceeded) {
+				httpError(bw, http.StatusBadRequest, "malformed request: "+err.Error())
+			}
+			return
+		}
+		lim.n = -1 // bodies may be any size
+		// The head has arrived; a body or a response may take as long as it takes.
+		c.SetReadDeadline(time.Time{})
+		if !f.basicAuthOK(req.Header.Get("Proxy-Authorization")) {
+			f.log.Debug("front: HTTP client gave wrong or no credentials")
+			fmt.Fprintf(bw, "HTTP/1.1 407 Proxy Authentication Required\r\n"+
+				"Proxy-Authenticate: Basic realm=\"tessel-proxy\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+			bw.Flush()
+			return
+		}
+		if req.Method == http.MethodConnect {
+			f.httpConnect(c, br, bw, req)
+			return
+		}
+		if !f.httpForward(c, br, bw, req) {
+			return
+		}
+	}
+}
+
+func (f *Front) httpConnect(c net.Conn, br *bufio.Reader, bw *bufio.Writer, req *http.Request) {
+	if _, _, err := net.SplitHostPort(req.Host); err != nil {
+		httpError(bw, http.StatusBadRequest, "CONNECT needs host:port, got "+strconv.Quote(req.Host))
+		return
+	}
+	target, err := f.dial(req.Host, nil)
+	if err != nil {
+		f.log.Debug("front: CONNECT dial failed", "addr", req.Host, "err", err)
+		httpDialError(bw, err)
+		return
+	}
+	bw.WriteString("HTTP/1.1 200 Connection established\r\n\r\n")
+	if err := bw.Flush(); err != nil {
+		target.Close()
+		return
+	}
+	f.relay(c, br, target)
+}
+
+// httpForward relays one absolute-URI request and its response, and reports whether the
+// client connection can carry another request. The front answers the client itself and
+// asks the target to close after each response: the client keeps its connection to the
+// front, and no http.Transport sits in between.
+func (f *Front) httpForward(c net.Conn, br *bufio.Reader, bw *bufio.Writer, req *http.Request) bool {
+	u := req.URL
+	if u.Scheme != "http" || u.Host == "" {
+		httpError(bw, http.StatusBadRequest, "this is a proxy: send absolute http:// URLs, or CONNECT for anything else")
+		return false
+	}
+	addr := u.Host
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		addr = net.JoinHostPort(strings.TrimSuffix(strings.TrimPrefix(u.Hostname(), "["), "]"), "80")
+	}
+	upgrade := req.Header.Get("Upgrade")
+	if !headerHasToken(req.Header, "Connection", "upgrade") {
+		upgrade = ""
+	}
+	_, hadLength := req.Header["Content-Length"]
+	h := req.Header.Clone()
+	removeHopByHop(h)
+	h.Del("Content-Length")
+	// The front answers 100-continue itself once the target is reached: relaying the
+	// target's would need the body read and the response read at the same time, and
+	// without an answer curl stalls a second before sending a large body.
+	expectContinue := strings.EqualFold(h.Get("Expect"), "100-continue") && req.ContentLength != 0
+	if expectContinue {
+		h.Del("Expect")
+	}
+
+	var head bytes.Buffer
+	fmt.Fprintf(&head, "%s %s HTTP/1.1\r\nHost: %s\r\n", req.Method, u.RequestURI(), req.Host)
+	h.Write(&head)
+	switch {
+	case req.ContentLength > 0 || (req.ContentLength == 0 && hadLength):
+		fmt.Fprintf(&head, "Content-Length: %d\r\n", req.ContentLength)
+	case req.ContentLength < 0:
+		head.WriteString("Transfer-Encoding: chunked\r\n")
+	}
+	if upgrade != "" {
+		fmt.Fprintf(&head, "Connection: Upgrade\r\nUpgrade: %s\r\n\r\n", upgrade)
+	} else {
+		head.WriteString("Connection: close\r\n\r\n")
+	}
+	// A small body the client already sent rides along with the head.
+	if req.ContentLength > 0 && req.ContentLength <= int64(br.Buffered()) {
+		io.CopyN(&head, req.Body, req.ContentLength)
+	}
+
+	target, err := f.dial(addr, head.Bytes())
+	if err != nil {
+		f.log.Debug("front: HTTP dial failed", "addr", addr, "err", err)
+		httpDialError(bw, err)
+		return false
+	}
+	defer target.Close()
+	if expectContinue {
+		bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
+		if bw.Flush() != nil {
+			return false
+		}
+	}
+	if req.ContentLength < 0 {
+		cw := httputil.NewChunkedWriter(target)
+		_, err = copyBuffered(cw, req.Body)
+		if err == nil {
+			cw.Close()
+			_, err = io.WriteString(target, "\r\n")
+		}
+	} else {
+		_, err = copyBuffered(target, req.Body)
+	}
+	if err != nil {
+		httpError(bw, http.StatusBadGateway, "sending the request body: "+err.Error())
+		return false
+	}
+
+	tr := bufio.NewReaderSize(target, 16<<10)
+	resp, err := http.ReadResponse(tr, req)
+	for err == nil && resp.StatusCode >= 100 && resp.StatusCode < 200 && resp.StatusCode != http.StatusSwitchingProtocols {
+		writeResponseHead(bw, resp, resp.Header)
+		if err = bw.Flush(); err != nil {
+			return false
+		}
+		resp, err = http.ReadResponse(tr, req)
+	}
+	if err != nil {
+		httpError(bw, http.StatusBadGateway, "reading the response from "+addr+": "+err.Error())
+		return false
+	}
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		writeResponseHead(bw, resp, resp.Header)
+		if bw.Flush() != nil {
+			return false
+		}
+		if n := tr.Buffered(); n > 0 {
+			b, _ := tr.Peek(n)
+			if _, err := c.Write(b); err != nil {
+				return false
+			}
+		}
+		f.relay(c, br, target)
+		return false
+	}
+
+	keep := !req.Close
+	origLength := resp.Header.Get("Content-Length")
+	rh := resp.Header.Clone()
+	removeHopByHop(rh)
+	rh.Del("Content-Length")
+	noBody := req.Method == http.MethodHead || resp.StatusCode == http.StatusNoContent ||
+		resp.StatusCode == http.StatusNotModified
+	chunked := false
+	switch {
+	case noBody:
+		if origLength != "" {
+			rh.Set("Content-Length", origLength)
+		}
+	case resp.ContentLength >= 0:
+		rh.Set("Content-Length", strconv.FormatInt(resp.ContentLength, 10))
+	case req.ProtoAtLeast(1, 1):
+		rh.Set("Transfer-Encoding", "chunked")
+		chunked = true
+	default:
+		keep = false // an HTTP/1.0 client learns the end of the body from the close
+	}
+	if !keep {
+		rh.Set("Connection", "close")
+	}
+	writeResponseHead(bw, resp, rh)
+	if noBody {
+		return bw.Flush() == nil && keep
+	}
+	var dst io.Writer = bw
+	var cw io.WriteCloser
+	if chunked {
+		cw = httputil.NewChunkedWriter(bw)
+		dst = cw
+	}
+	if err := copyFlushing(dst, bw, resp.Body); err != nil {
+		// The status line is out; all that is left is to cut the client off so that it
+		// cannot mistake a truncated body for a whole one.
+		f.log.Debug("front: response body from target failed", "addr", addr, "err", err)
+		return false
+	}
+	if chunked {
+		cw.Close()
+		bw.WriteString("\r\n")
+	}
+	return bw.Flush() == nil && keep
+}
+
+// copyFlushing copies a response body and flushes after each read, so that a streaming
+// response (server-sent events, a slow download) reaches the client as it arrives.
+func copyFlushing(dst io.Writer, bw *bufio.Writer, src io.Reader) error {
+	bp := relayBuffers.Get().(*[]byte)
+	defer relayBuffers.Put(bp)
+	buf := *bp
+	for {
+		n, rerr := src.Read(buf)
+		if n > 0 {
+			if _, err := dst.Write(buf[:n]); err != nil {
+				return err
+			}
+			if err := bw.Flush(); err != nil {
+				return err
+			}
+		}
+		if rerr == io.EOF {
+			return nil
+		}
+		if rerr != nil {
+			return rerr
+		}
+	}
+}
+
+func writeResponseHead(bw *bufio.Writer, resp *http.Response, h http.Header) {
+	fmt.Fprintf(bw, "HTTP/1.1 %s\r\n", resp.Status)
+	h.Write(bw)
+	bw.WriteString("\r\n")
+}
+
+func headerHasToken(h http.Header, name, token string) bool {
+	for _, v := range h.Values(name) {
+		for _, t := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func httpDialError(bw *bufio.Writer, err error) {
+	code := http.StatusBadGateway
+	if kindOf(err) == failTimeout {
+		code = http.StatusGatewayTimeout
+	}
+	httpError(bw, code, err.Error())
+}
+
+func httpError(bw *bufio.Writer, code int, msg string) {
+	body := "tessel-proxy: " + msg + "\n"
+	fmt.Fprintf(bw, "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s",
+		code, http.StatusText(code), len(body), body)
+	bw.Flush()
+}

@@ -1,0 +1,385 @@
+package proxyclient
+
+import (
+	"bytes"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tessel/tessel-proxy/deviceenv"
+	"github.com/tessel/tessel-proxy/wire"
+)
+
+// curl runs the real curl with a clean environment (so no *_PROXY or NO_PROXY of the
+// machine interferes) and returns its stdout, stderr and exit status.
+func curl(t *testing.T, args ...string) (string, string, int) {
+	t.Helper()
+	path, err := exec.LookPath("curl")
+	if err != nil {
+		t.Fatal("curl not found: install the curl package (apt-get install curl)")
+	}
+	cmd := exec.Command(path, append([]string{"-sS", "--max-time", "20"}, args...)...)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err = cmd.Run()
+	code := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return out.String(), errb.String(), code
+}
+
+// webTarget answers GET with the path and POST with the body it received.
+func webTarget(t *testing.T) *httptest.Server {
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/stream" {
+			// No Content-Length: a chunked response.
+			for i := 0; i < 3; i++ {
+				fmt.Fprintf(w, "part%d ", i)
+				w.(http.Flusher).Flush()
+			}
+			return
+		}
+		if r.Header.Get("Proxy-Authorization") != "" {
+			http.Error(w, "Proxy-Authorization leaked to the target", 500)
+			return
+		}
+		if r.Method == http.MethodPost {
+			b, _ := io.ReadAll(r.Body)
+			fmt.Fprintf(w, "posted %s", b)
+			return
+		}
+		fmt.Fprintf(w, "got %s", r.URL.Path)
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+type frontFixture struct {
+	srv   *testServer
+	d     *Dialer
+	front *Front
+}
+
+func newFrontFixture(t *testing.T, local string) *frontFixture {
+	srv := newTestServer(t, testToken)
+	cfg := srv.config()
+	if local != "" {
+		l, err := deviceenv.ParseLocal(local)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Local = l
+	}
+	d := newTestDialer(t, cfg, testToken)
+	f, err := ListenFront(d, "127.0.0.1:0", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return &frontFixture{srv: srv, d: d, front: f}
+}
+
+func TestFrontSOCKS5(t *testing.T) {
+	web := webTarget(t)
+	fx := newFrontFixture(t, "none")
+
+	out, stderr, code := curl(t, "-x", fx.front.URL("socks5h"), web.URL+"/via-socks")
+	if code != 0 || out != "got /via-socks" {
+		t.Fatalf("curl through SOCKS5: exit %d, %q, stderr %s", code, out, stderr)
+	}
+	if fx.srv.streams.Load() != 1 {
+		t.Fatalf("proxy saw %d streams, want 1", fx.srv.streams.Load())
+	}
+	// --socks5-hostname sends the name unresolved (ATYP domain).
+	u, _ := url.Parse(web.URL)
+	named := "http://localhost:" + u.Port() + "/named"
+	out, stderr, code = curl(t, "--socks5-hostname", fx.front.Addr().String(),
+		"--proxy-user", fx.front.Username()+":"+fx.front.Password(), named)
+	if code != 0 || out != "got /named" {
+		t.Fatalf("curl --socks5-hostname: exit %d, %q, stderr %s", code, out, stderr)
+	}
+	fx.srv.mu.Lock()
+	host := fx.srv.lastReq.Host
+	fx.srv.mu.Unlock()
+	if host != "localhost" {
+		t.Fatalf("proxy was asked for %q, want the name localhost unresolved", host)
+	}
+}
+
+func TestFrontHTTPForward(t *testing.T) {
+	web := webTarget(t)
+	fx := newFrontFixture(t, "none")
+	proxy := fx.front.URL("http")
+
+	out, stderr, code := curl(t, "-x", proxy, web.URL+"/one", web.URL+"/two")
+	if code != 0 || out != "got /onegot /two" {
+		t.Fatalf("curl -x: exit %d, %q, stderr %s", code, out, stderr)
+	}
+	out, stderr, code = curl(t, "-x", proxy, "-d", "form=data", web.URL+"/post")
+	if code != 0 || out != "posted form=data" {
+		t.Fatalf("POST through the front: exit %d, %q, stderr %s", code, out, stderr)
+	}
+	big := strings.Repeat("x", 300<<10)
+	body := t.TempDir() + "/body"
+	os.WriteFile(body, []byte(big), 0o600)
+	out, stderr, code = curl(t, "-x", proxy, "-H", "Transfer-Encoding: chunked", "--data-binary", "@"+body, web.URL+"/post")
+	if code != 0 || out != "posted "+big {
+		t.Fatalf("chunked POST through the front: exit %d, %d bytes, stderr %s", code, len(out), stderr)
+	}
+	out, stderr, code = curl(t, "-v", "-x", proxy, "-H", "Expect: 100-continue", "--data-binary", "@"+body, web.URL+"/post")
+	if code != 0 || out != "posted "+big || !strings.Contains(stderr, "< HTTP/1.1 100 Continue") {
+		t.Fatalf("POST with Expect: 100-continue: exit %d, %d bytes, stderr %s", code, len(out), stderr)
+	}
+	out, stderr, code = curl(t, "-x", proxy, web.URL+"/stream")
+	if code != 0 || out != "part0 part1 part2 " {
+		t.Fatalf("chunked response through the front: exit %d, %q, stderr %s", code, out, stderr)
+	}
+}
+
+func TestFrontKeepsClientConnection(t *testing.T) {
+	web := webTarget(t)
+	fx := newFrontFixture(t, "none")
+	// Count connections the front accepts by wrapping its listener's view: curl -v says
+	// whether it reused the connection for the second URL.
+	_, stderr, code := curl(t, "-v", "-x", fx.front.URL("http"), web.URL+"/a", web.URL+"/b")
+	if code != 0 {
+		t.Fatalf("curl exit %d: %s", code, stderr)
+	}
+	if n := strings.Count(stderr, "Connected to"); n != 1 {
+		t.Fatalf("curl connected to the front %d times for two requests, want 1 (keep-alive):\n%s", n, stderr)
+	}
+	if fx.srv.streams.Load() != 2 {
+		t.Fatalf("proxy saw %d streams, want one per request", fx.srv.streams.Load())
+	}
+}
+
+func TestFrontHTTPConnect(t *testing.T) {
+	web := webTarget(t)
+	https := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "tls through CONNECT")
+	}))
+	defer https.Close()
+	fx := newFrontFixture(t, "none")
+
+	out, stderr, code := curl(t, "-k", "-x", fx.front.URL("http"), https.URL)
+	if code != 0 || out != "tls through CONNECT" {
+		t.Fatalf("https through the HTTP front: exit %d, %q, stderr %s", code, out, stderr)
+	}
+	out, stderr, code = curl(t, "-p", "-x", fx.front.URL("http"), web.URL+"/tunneled")
+	if code != 0 || out != "got /tunneled" {
+		t.Fatalf("curl -p (CONNECT for http): exit %d, %q, stderr %s", code, out, stderr)
+	}
+	fx.srv.mu.Lock()
+	kind := fx.srv.lastReq.Kind
+	fx.srv.mu.Unlock()
+	if kind != wire.KindNet {
+		t.Fatalf("CONNECT used stream kind %v; a program's own TLS must ride kind net, end to end", kind)
+	}
+}
+
+func TestFrontRefusesWrongCredentials(t *testing.T) {
+	web := webTarget(t)
+	fx := newFrontFixture(t, "none")
+	addr := fx.front.Addr().String()
+	user := fx.front.Username()
+
+	cases := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"http wrong password", []string{"-x", "http://" + user + ":wrong@" + addr, "-w", "%{http_code}", web.URL}, "407"},
+		{"http no credentials", []string{"-x", "http://" + addr, "-w", "%{http_code}", web.URL}, "407"},
+		{"connect wrong password", []string{"-p", "-x", "http://" + user + ":wrong@" + addr, web.URL}, ""},
+		{"socks wrong password", []string{"-x", "socks5h://" + user + ":wrong@" + addr, web.URL}, ""},
+		{"socks no credentials", []string{"-x", "socks5h://" + addr, web.URL}, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			out, stderr, code := curl(t, tc.args...)
+			if tc.want != "" {
+				if !strings.HasSuffix(out, tc.want) {
+					t.Fatalf("got %q (stderr %s), want status %s", out, stderr, tc.want)
+				}
+			} else if code == 0 {
+				t.Fatalf("curl succeeded with wrong credentials: %q", out)
+			}
+		})
+	}
+	if n := fx.srv.streams.Load(); n != 0 {
+		t.Fatalf("proxy saw %d streams from unauthenticated clients", n)
+	}
+}
+
+func TestFrontReportsRefusals(t *testing.T) {
+	web := webTarget(t)
+	fx := newFrontFixture(t, "none")
+	fx.srv.mu.Lock()
+	fx.srv.refuse = func(wire.StreamRequest) wire.Status { return wire.StatusDenied }
+	fx.srv.mu.Unlock()
+
+	out, _, _ := curl(t, "-x", fx.front.URL("http"), "-w", "\n%{http_code}", web.URL)
+	if !strings.HasSuffix(out, "\n502") || !strings.Contains(out, wire.ErrDenied.Error()) {
+		t.Fatalf("HTTP front on a denied target: %q, want 502 naming the proxy's reason", out)
+	}
+	_, stderr, code := curl(t, "-x", fx.front.URL("socks5h"), web.URL)
+	if code == 0 || !strings.Contains(stderr, "(2)") {
+		t.Fatalf("SOCKS front on a denied target: exit %d, %s; want reply code 2 (not allowed)", code, stderr)
+	}
+}
+
+func TestFrontRoutesLocalDirect(t *testing.T) {
+	web := webTarget(t)
+	fx := newFrontFixture(t, "127.0.0.0/8")
+	out, stderr, code := curl(t, "-x", fx.front.URL("http"), web.URL+"/local")
+	if code != 0 || out != "got /local" {
+		t.Fatalf("exit %d, %q, %s", code, out, stderr)
+	}
+	out, stderr, code = curl(t, "-x", fx.front.URL("socks5h"), web.URL+"/local")
+	if code != 0 || out != "got /local" {
+		t.Fatalf("exit %d, %q, %s", code, out, stderr)
+	}
+	if n := fx.srv.streams.Load(); n != 0 {
+		t.Fatalf("PROXY_LOCAL host went through the tunnel (%d streams)", n)
+	}
+}
+
+func TestFrontCloseEndsRelays(t *testing.T) {
+	target := newBannerTarget(t, "hi")
+	fx := newFrontFixture(t, "none")
+	c, err := net.Dial("tcp", fx.front.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "CONNECT %s HTTP/1.1\r\nHost: %[1]s\r\nProxy-Authorization: Basic %s\r\n\r\n",
+		target.addr(), basic(fx.front.Username(), fx.front.Password()))
+	buf := make([]byte, 64)
+	n, _ := io.ReadAtLeast(c, buf, len("HTTP/1.1 200"))
+	if !strings.HasPrefix(string(buf[:n]), "HTTP/1.1 200") {
+		t.Fatalf("CONNECT answered %q", buf[:n])
+	}
+	fx.front.Close() // with the relay still open: must not hang or leak (goleak checks)
+	if _, err := io.ReadAll(c); err != nil && !errors.Is(err, net.ErrClosed) {
+		t.Logf("read after front close: %v", err)
+	}
+}
+
+func basic(user, pass string) string {
+	return base64Std(user + ":" + pass)
+}
+
+func base64Std(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+
+func TestFrontCloseWhileTargetIsSilent(t *testing.T) {
+	// The target sends the start of a response and then nothing: the front's handler
+	// is left waiting for the rest of the body.
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := silent.Accept()
+		if err == nil {
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial")
+			accepted <- c
+		}
+	}()
+	fx := newFrontFixture(t, "none")
+	c, err := net.Dial("tcp", fx.front.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "GET http://%s/ HTTP/1.1\r\nHost: %[1]s\r\nProxy-Authorization: Basic %s\r\n\r\n",
+		silent.Addr(), basic(fx.front.Username(), fx.front.Password()))
+	var got []byte
+	buf := make([]byte, 256)
+	for !bytes.Contains(got, []byte("partial")) {
+		n, err := c.Read(buf)
+		if err != nil {
+			t.Fatalf("reading the start of the response: %v (got %q)", err, got)
+		}
+		got = append(got, buf[:n]...)
+	}
+	held := <-accepted
+	defer held.Close()
+	closed := make(chan struct{})
+	go func() { fx.front.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(20 * time.Second):
+		t.Fatal("Front.Close hung on a handler waiting for a silent target")
+	}
+}
+
+func TestFrontIPv6Targets(t *testing.T) {
+	ln, err := net.Listen("tcp", "[::1]:0")
+	if err != nil {
+		t.Fatalf("this test needs IPv6 loopback (::1): %v", err)
+	}
+	web := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "v6 %s", r.URL.Path)
+	}))
+	web.Listener = ln
+	web.Start()
+	defer web.Close()
+	fx := newFrontFixture(t, "none")
+	for _, args := range [][]string{
+		{"-x", fx.front.URL("http"), web.URL + "/forward"},
+		{"-p", "-x", fx.front.URL("http"), web.URL + "/connect"},
+		{"-x", fx.front.URL("socks5"), web.URL + "/socks"}, // socks5: curl sends ATYP IPv6
+	} {
+		out, stderr, code := curl(t, args...)
+		want := "v6 " + args[len(args)-1][strings.LastIndex(args[len(args)-1], "/"):]
+		if code != 0 || out != want {
+			t.Fatalf("curl %v: exit %d, %q, stderr %s", args, code, out, stderr)
+		}
+		fx.srv.mu.Lock()
+		host := fx.srv.lastReq.Host
+		fx.srv.mu.Unlock()
+		if host != "::1" {
+			t.Fatalf("curl %v: proxy asked for host %q, want ::1 without brackets", args, host)
+		}
+	}
+}
+
+func TestFrontBoundsRequestHead(t *testing.T) {
+	fx := newFrontFixture(t, "none")
+	c, err := net.Dial("tcp", fx.front.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	go func() {
+		// An endless header line from a client that never authenticates.
+		io.WriteString(c, "GET http://example.test/ HTTP/1.1\r\nX-Junk: ")
+		junk := strings.Repeat("j", 64<<10)
+		for i := 0; i < 64; i++ {
+			if _, err := io.WriteString(c, junk); err != nil {
+				return
+			}
+		}
+	}()
+	b, _ := io.ReadAll(c)
+	if !strings.HasPrefix(string(b), "HTTP/1.1 431") {
+		t.Fatalf("4 MiB request head answered %q, want 431", b[:min(len(b), 80)])
+	}
+}

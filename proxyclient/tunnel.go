@@ -1,0 +1,459 @@
+package proxyclient
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/yamux"
+	"github.com/tessel/tessel-proxy/deviceenv"
+	"github.com/tessel/tessel-proxy/wire"
+)
+
+// manager keeps at most one tunnel open, opens it on demand, and closes it per PROXY_IDLE.
+type manager struct {
+	d                *Dialer
+	handshakeTimeout time.Duration
+	muxConfig        *yamux.Config
+	// afterFunc arms the idle timer; tests replace it to fire timers by hand.
+	afterFunc func(time.Duration, func()) (stop func() bool)
+
+	base   context.Context // cancelled by close: ends handshakes and watchers
+	cancel context.CancelFunc
+
+	mu      sync.Mutex
+	cur     *tunnel
+	pending *handshake
+	closed  bool
+	seq     int
+	wg      sync.WaitGroup
+}
+
+type tunnel struct {
+	id       int
+	sess     *yamux.Session
+	local    net.Addr
+	active   int         // connections handed out and not yet closed
+	idleStop func() bool // non-nil while the idle timer is armed
+	idleGen  int         // which arming is current, so that a stale timer does nothing
+}
+
+// handshake is one tunnel being opened; every dial that needs the tunnel meanwhile waits
+// on the same one.
+type handshake struct {
+	done    chan struct{}
+	t       *tunnel
+	err     error
+	waiters int
+	cancel  context.CancelFunc
+}
+
+func newManager(d *Dialer) *manager {
+	base, cancel := context.WithCancel(context.Background())
+	return &manager{
+		d:                d,
+		handshakeTimeout: DefaultHandshakeTimeout,
+		muxConfig:        wire.MuxConfig(),
+		afterFunc: func(d time.Duration, f func()) func() bool {
+			return time.AfterFunc(d, f).Stop
+		},
+		base:   base,
+		cancel: cancel,
+	}
+}
+
+// get returns the open tunnel, opening one if needed. A caller whose ctx ends stops
+// waiting without disturbing the others; the handshake is abandoned only when nobody
+// waits for it any more.
+func (m *manager) get(ctx context.Context) (*tunnel, error) {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return nil, ErrClosed
+	}
+	if t := m.cur; t != nil && !t.sess.IsClosed() {
+		m.mu.Unlock()
+		return t, nil
+	}
+	h := m.pending
+	if h == nil {
+		hctx, cancel := context.WithTimeout(m.base, m.handshakeTimeout)
+		h = &handshake{done: make(chan struct{}), cancel: cancel}
+		m.pending = h
+		m.wg.Add(1)
+		go m.open(hctx, h)
+	}
+	h.waiters++
+	m.mu.Unlock()
+
+	select {
+	case <-h.done:
+		return h.t, h.err
+	case <-ctx.Done():
+		m.mu.Lock()
+		h.waiters--
+		if h.waiters == 0 && m.pending == h {
+			m.pending = nil
+			h.cancel()
+		}
+		m.mu.Unlock()
+		return nil, ctx.Err()
+	}
+}
+
+func (m *manager) open(ctx context.Context, h *handshake) {
+	defer m.wg.Done()
+	defer h.cancel()
+	addr := m.d.ProxyAddr()
+	m.d.log.Debug("tunnel opening", "proxy", addr)
+	start := time.Now()
+	sess, local, err := m.handshake(ctx, addr)
+
+	m.mu.Lock()
+	abandoned := m.pending != h
+	if !abandoned {
+		m.pending = nil
+	}
+	var unwanted *yamux.Session
+	switch {
+	case m.closed:
+		unwanted, err = sess, ErrClosed
+	case abandoned && err == nil:
+		unwanted, err = sess, context.Canceled
+	}
+	if err != nil {
+		m.mu.Unlock()
+		if unwanted != nil {
+			unwanted.Close()
+		}
+		m.d.log.Debug("tunnel failed", "proxy", addr, "err", err)
+		h.err = err
+		close(h.done)
+		return
+	}
+	m.seq++
+	t := &tunnel{id: m.seq, sess: sess, local: local}
+	m.cur = t
+	if m.d.cfg.Idle > 0 {
+		m.armIdle(t)
+	}
+	m.wg.Add(1)
+	m.mu.Unlock()
+	m.d.log.Debug("tunnel open", "tunnel", t.id, "proxy", addr, "took", time.Since(start).Round(time.Microsecond))
+	h.t = t
+	close(h.done)
+	go m.watch(t)
+}
+
+// handshake dials the proxy, verifies it, authenticates and starts yamux.
+func (m *manager) handshake(ctx context.Context, addr string) (*yamux.Session, net.Addr, error) {
+	cfg := m.d.cfg
+	raw, err := m.d.direct.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, nil, m.handshakeErr(ctx, addr, err)
+	}
+	tc := tls.Client(raw, &tls.Config{ServerName: cfg.Host, RootCAs: cfg.RootCAs, MinVersion: tls.VersionTLS12})
+	if err := tc.HandshakeContext(ctx); err != nil {
+		raw.Close()
+		var verr *tls.CertificateVerificationError
+		var uerr x509.UnknownAuthorityError
+		var herr x509.HostnameError
+		if errors.As(err, &verr) || errors.As(err, &uerr) || errors.As(err, &herr) {
+			return nil, nil, fmt.Errorf("%s: %w: %v", addr, ErrProxyUntrusted, err)
+		}
+		return nil, nil, m.handshakeErr(ctx, addr, fmt.Errorf("TLS handshake: %w", err))
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		tc.SetDeadline(dl)
+	}
+	stop := context.AfterFunc(ctx, func() { tc.SetDeadline(time.Now()) })
+	err = wire.WriteHello(tc, wire.Hello{Version: wire.Version, Token: m.d.token})
+	var reply wire.Reply
+	if err == nil {
+		reply, err = wire.ReadReply(tc)
+	}
+	if !stop() || err != nil {
+		tc.Close()
+		if err == nil {
+			err = ctx.Err()
+		}
+		if ctx.Err() != nil {
+			return nil, nil, m.handshakeErr(ctx, addr, err)
+		}
+		return nil, nil, fmt.Errorf("proxy %s broke off the handshake (is it a tessel-proxy server?): %w: %v", addr, ErrProtocol, err)
+	}
+	if err := reply.Err(); err != nil {
+		tc.Close()
+		return nil, nil, fmt.Errorf("%s: %w", addr, err)
+	}
+	tc.SetDeadline(time.Time{})
+	sess, err := yamux.Client(newCoalescer(tc), m.muxConfig)
+	if err != nil {
+		tc.Close()
+		return nil, nil, fmt.Errorf("tunnel to %s: %w", addr, err)
+	}
+	return sess, raw.LocalAddr(), nil
+}
+
+func (m *manager) handshakeErr(ctx context.Context, addr string, err error) error {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("%w %s: no answer within %s", ErrProxyUnreachable, addr, m.handshakeTimeout)
+	}
+	if errors.Is(ctx.Err(), context.Canceled) {
+		return context.Canceled
+	}
+	return fmt.Errorf("%w %s: %v", ErrProxyUnreachable, addr, err)
+}
+
+// watch forgets t once its session ends, whoever ended it.
+func (m *manager) watch(t *tunnel) {
+	defer m.wg.Done()
+	select {
+	case <-t.sess.CloseChan():
+	case <-m.base.Done():
+		t.sess.Close()
+	}
+	m.mu.Lock()
+	if m.cur == t {
+		m.cur = nil
+	}
+	if t.idleStop != nil {
+		t.idleStop()
+		t.idleStop = nil
+	}
+	m.mu.Unlock()
+	m.d.log.Debug("tunnel closed", "tunnel", t.id)
+}
+
+// acquire counts a new connection on t, unless t has closed meanwhile.
+func (m *manager) acquire(t *tunnel) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.cur != t || t.sess.IsClosed() {
+		return false
+	}
+	t.active++
+	if t.idleStop != nil {
+		t.idleStop()
+		t.idleStop = nil
+	}
+	return true
+}
+
+// retire makes t take no new connections; it closes when its last one does.
+func (m *manager) retire(t *tunnel) {
+	m.mu.Lock()
+	if m.cur == t {
+		m.cur = nil
+	}
+	m.mu.Unlock()
+}
+
+// release ends a connection on t and applies PROXY_IDLE when it was the last. A retired
+// tunnel closes with its last connection.
+func (m *manager) release(t *tunnel) {
+	m.mu.Lock()
+	t.active--
+	closeNow := t.active == 0 && m.cur != t
+	if t.active == 0 && m.cur == t {
+		switch idle := m.d.cfg.Idle; {
+		case idle == 0:
+			closeNow = true
+			m.cur = nil
+		case idle == deviceenv.IdleNever:
+		default:
+			m.armIdle(t)
+		}
+	}
+	m.mu.Unlock()
+	if closeNow {
+		m.d.log.Debug("tunnel unused", "tunnel", t.id)
+		t.sess.Close()
+	}
+}
+
+// armIdle starts t's idle timer. Called with m.mu held.
+func (m *manager) armIdle(t *tunnel) {
+	if t.idleStop != nil {
+		t.idleStop()
+	}
+	t.idleGen++
+	gen := t.idleGen
+	t.idleStop = m.afterFunc(m.d.cfg.Idle, func() {
+		m.mu.Lock()
+		// A timer stopped too late (a connection came, or the timer was re-armed) keeps
+		// the tunnel.
+		if m.closed || t.active > 0 || m.cur != t || t.idleStop == nil || t.idleGen != gen {
+			m.mu.Unlock()
+			return
+		}
+		m.cur = nil
+		t.idleStop = nil
+		m.wg.Add(1)
+		m.mu.Unlock()
+		defer m.wg.Done()
+		m.d.log.Debug("tunnel idle", "tunnel", t.id, "idle", m.d.cfg.Idle)
+		t.sess.Close()
+	})
+}
+
+func (m *manager) close() {
+	m.mu.Lock()
+	m.closed = true
+	t := m.cur
+	m.cur = nil
+	m.mu.Unlock()
+	m.cancel()
+	if t != nil {
+		t.sess.Close()
+	}
+	m.wg.Wait()
+}
+
+// dialStream opens one stream to host:port. The stream request and early payload go out
+// in one write; the proxy's reply decides the result.
+func (m *manager) dialStream(ctx context.Context, kind wire.Kind, host string, port uint16, early []byte) (net.Conn, error) {
+	target := net.JoinHostPort(host, fmt.Sprint(port))
+	buf, err := wire.AppendStreamRequest(make([]byte, 0, 5+len(host)+len(early)),
+		wire.StreamRequest{Version: wire.Version, Kind: kind, Host: host, Port: port})
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", target, err)
+	}
+	buf = append(buf, early...)
+
+	// A tunnel can close between get and OpenStream (idle timer, proxy restart), or the
+	// proxy can send GoAway while our stream is on its way, and then reset the stream
+	// without acting on it. Both are safe to retry on a fresh tunnel, a bounded number of
+	// times. Nothing is retried once the proxy may have acted on the request.
+	for attempt := 0; ; attempt++ {
+		c, retry, err := m.tryStream(ctx, target, buf)
+		if err == nil {
+			return c, nil
+		}
+		if !retry || attempt == 2 || ctx.Err() != nil {
+			return nil, fmt.Errorf("dial %s through the proxy: %w", target, err)
+		}
+	}
+}
+
+func (m *manager) tryStream(ctx context.Context, target string, buf []byte) (c *streamConn, retry bool, err error) {
+	t, err := m.get(ctx)
+	if err != nil {
+		return nil, false, err
+	}
+	if !m.acquire(t) {
+		return nil, true, ErrTunnelLost
+	}
+	st, err := t.sess.OpenStream()
+	if err != nil {
+		// GoAway: the proxy is shutting down or the token expired. Streams already open
+		// may finish; new ones need a new tunnel.
+		m.retire(t)
+		m.release(t)
+		return nil, true, fmt.Errorf("%w: %v", ErrTunnelLost, err)
+	}
+	c = &streamConn{Stream: st, m: m, t: t, remote: tunnelAddr(target)}
+
+	if dl, ok := ctx.Deadline(); ok {
+		st.SetDeadline(dl)
+	}
+	stop := context.AfterFunc(ctx, func() { st.SetDeadline(time.Now()) })
+	_, err = st.Write(buf)
+	var reply wire.Reply
+	if err == nil {
+		reply, err = wire.ReadReply(st)
+	}
+	if !stop() {
+		c.Close()
+		return nil, false, ctx.Err()
+	}
+	if err != nil {
+		reset := errors.Is(err, yamux.ErrConnectionReset)
+		if reset {
+			m.retire(t)
+		}
+		err = c.mapErr(err)
+		c.Close()
+		return nil, reset, err
+	}
+	if err := reply.Err(); err != nil {
+		c.Close()
+		return nil, false, err
+	}
+	st.SetDeadline(time.Time{})
+	return c, false, nil
+}
+
+// streamConn is a proxied connection: one yamux stream.
+type streamConn struct {
+	*yamux.Stream
+	m      *manager
+	t      *tunnel
+	remote net.Addr
+	once   sync.Once
+	closed atomic.Bool
+}
+
+// tunnelAddr is a target as the program named it (host unresolved).
+type tunnelAddr string
+
+func (tunnelAddr) Network() string  { return "tcp" }
+func (a tunnelAddr) String() string { return string(a) }
+
+func (c *streamConn) Read(p []byte) (int, error) {
+	if c.closed.Load() {
+		return 0, net.ErrClosed
+	}
+	n, err := c.Stream.Read(p)
+	if err != nil {
+		err = c.mapErr(err)
+	}
+	return n, err
+}
+
+func (c *streamConn) Write(p []byte) (int, error) {
+	if c.closed.Load() {
+		return 0, net.ErrClosed
+	}
+	n, err := c.Stream.Write(p)
+	if err != nil {
+		err = c.mapErr(err)
+	}
+	return n, err
+}
+
+// mapErr turns the end of the tunnel under a stream into ErrTunnelLost: yamux reports it
+// as a plain EOF on read, which would pass a truncated response off as complete.
+func (c *streamConn) mapErr(err error) error {
+	if c.closed.Load() {
+		return net.ErrClosed
+	}
+	if errors.Is(err, yamux.ErrSessionShutdown) || (err != nil && c.t.sess.IsClosed()) {
+		return fmt.Errorf("%w: %v", ErrTunnelLost, err)
+	}
+	return err
+}
+
+// CloseWrite sends FIN: the target sees end of input and can still answer.
+func (c *streamConn) CloseWrite() error { return c.Stream.Close() }
+
+// Close ends the connection in both directions and unblocks pending reads and writes.
+// yamux has no abort, so the proxy sees a FIN; data still in flight towards us is dropped.
+func (c *streamConn) Close() error {
+	if c.closed.Swap(true) {
+		return nil
+	}
+	c.Stream.SetDeadline(time.Now())
+	err := c.Stream.Close()
+	c.once.Do(func() { c.m.release(c.t) })
+	return err
+}
+
+func (c *streamConn) LocalAddr() net.Addr  { return c.t.local }
+func (c *streamConn) RemoteAddr() net.Addr { return c.remote }

@@ -1,0 +1,146 @@
+package proxyserver
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/hashicorp/yamux"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tessel/tessel-proxy/wire"
+)
+
+// Defaults that Config.withDefaults fills in for zero fields.
+const (
+	DefaultHandshakeTimeout = 10 * time.Second
+	DefaultDialTimeout      = 10 * time.Second
+	DefaultMaxStreams       = 1024
+)
+
+// Resolver turns a host name into addresses. *net.Resolver satisfies it.
+type Resolver interface {
+	LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
+}
+
+// Dialer opens TCP connections to targets. *net.Dialer satisfies it. The server only ever
+// asks it for an IP address and port ("203.0.113.7:443"), never a name, so that the address
+// judged by the Policy is the one dialed.
+type Dialer interface {
+	DialContext(ctx context.Context, network, address string) (net.Conn, error)
+}
+
+// Config configures a Server. The zero value of every field but TLS and Authenticator is
+// usable and means the documented default; New checks the rest.
+type Config struct {
+	// TLS holds the server certificate (Certificates or GetCertificate). Required. The
+	// server makes a copy and raises MinVersion to TLS 1.2 if it is lower.
+	TLS *tls.Config
+
+	// Authenticator decides which tokens may open a tunnel. Required.
+	Authenticator Authenticator
+
+	// Policy judges every resolved target address before it is dialed. Nil is the zero
+	// Policy: special-purpose ranges refused, the public Internet allowed.
+	Policy *Policy
+
+	// Resolver looks up target host names. Nil: net.DefaultResolver.
+	Resolver Resolver
+
+	// Dialer dials the judged target address. Nil: a net.Dialer.
+	Dialer Dialer
+
+	// TargetRootCAs verifies the certificates of targets of tls streams. Nil: the system
+	// roots.
+	TargetRootCAs *x509.CertPool
+
+	// DisableTLSStreams makes the server refuse tls streams (wire.KindTLS) with
+	// StatusDenied, so that it never sees a client's plaintext.
+	DisableTLSStreams bool
+
+	// HandshakeTimeout bounds the TLS handshake plus the Hello and its authentication,
+	// counted from accept, and the time a client has to send a stream's request.
+	// Default DefaultHandshakeTimeout.
+	HandshakeTimeout time.Duration
+
+	// DialTimeout bounds name resolution plus the connection to the target, plus its TLS
+	// handshake for tls streams. Default DefaultDialTimeout.
+	DialTimeout time.Duration
+
+	// MaxStreams is the number of streams one tunnel may have open at once; past it a new
+	// stream is answered with wire.StatusLimit. Default DefaultMaxStreams.
+	MaxStreams int
+
+	// Logger receives structured logs; tokens never appear in them. Nil: logs are dropped.
+	Logger *slog.Logger
+
+	// Metrics, when not nil, is where the server registers its Prometheus collectors
+	// (names start with tessel_proxy_). Use a registry of your own: New fails if the names
+	// are already registered.
+	Metrics prometheus.Registerer
+
+	// Mux configures each tunnel's yamux session. Nil: wire.MuxConfig(), which is what
+	// clients use; change it only to test keepalive and window behaviour.
+	Mux *yamux.Config
+}
+
+// withDefaults returns a copy of c with the zero fields set to their defaults, or an error
+// naming the first field that cannot work.
+func (c Config) withDefaults() (Config, error) {
+	if c.TLS == nil || len(c.TLS.Certificates) == 0 && c.TLS.GetCertificate == nil && c.TLS.GetConfigForClient == nil {
+		return c, errors.New("proxyserver: Config.TLS needs a certificate")
+	}
+	if c.Authenticator == nil {
+		return c, errors.New("proxyserver: Config.Authenticator is required")
+	}
+	c.TLS = c.TLS.Clone()
+	if c.TLS.MinVersion < tls.VersionTLS12 {
+		c.TLS.MinVersion = tls.VersionTLS12
+	}
+	if c.Resolver == nil {
+		c.Resolver = net.DefaultResolver
+	}
+	if c.Dialer == nil {
+		c.Dialer = &net.Dialer{}
+	}
+	if c.HandshakeTimeout == 0 {
+		c.HandshakeTimeout = DefaultHandshakeTimeout
+	}
+	if c.DialTimeout == 0 {
+		c.DialTimeout = DefaultDialTimeout
+	}
+	if c.MaxStreams == 0 {
+		c.MaxStreams = DefaultMaxStreams
+	}
+	switch {
+	case c.HandshakeTimeout < 0:
+		return c, fmt.Errorf("proxyserver: HandshakeTimeout %v is negative", c.HandshakeTimeout)
+	case c.DialTimeout < 0:
+		return c, fmt.Errorf("proxyserver: DialTimeout %v is negative", c.DialTimeout)
+	case c.MaxStreams < 0:
+		return c, fmt.Errorf("proxyserver: MaxStreams %d is negative", c.MaxStreams)
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Mux == nil {
+		c.Mux = wire.MuxConfig()
+	} else {
+		c.Mux = c.Mux.Clone()
+	}
+	if c.Mux.AcceptBacklog < c.MaxStreams {
+		// yamux resets streams that arrive while its backlog is full; let a burst up to
+		// MaxStreams wait for the accept loop, so that past it the client gets StatusLimit.
+		c.Mux.AcceptBacklog = c.MaxStreams
+	}
+	if err := yamux.VerifyConfig(c.Mux); err != nil {
+		return c, fmt.Errorf("proxyserver: Config.Mux: %w", err)
+	}
+	return c, nil
+}

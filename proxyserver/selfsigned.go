@@ -1,0 +1,178 @@
+package proxyserver
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math/big"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// SelfSignedValidity is how long a generated certificate is valid.
+const SelfSignedValidity = 5 * 365 * 24 * time.Hour
+
+// EnsureSelfSigned makes sure certFile and keyFile hold a certificate and its key. When both
+// exist it leaves them alone; when neither does it generates an ECDSA P-256 key and a
+// self-signed certificate for hosts (DNS names or IP addresses; none: localhost, 127.0.0.1
+// and ::1), writes the key with mode 0600 and both files atomically, and reports created.
+// The certificate is its own CA, so a client can trust it as a root (PROXY_CERT, curl
+// --cacert). One file without the other is an error: the server will not overwrite either.
+func EnsureSelfSigned(certFile, keyFile string, hosts []string) (created bool, err error) {
+	certExists, err := exists(certFile)
+	if err != nil {
+		return false, err
+	}
+	keyExists, err := exists(keyFile)
+	if err != nil {
+		return false, err
+	}
+	switch {
+	case certExists && keyExists:
+		return false, nil
+	case certExists:
+		return false, fmt.Errorf("%s exists but %s does not: give the key of that certificate, or remove it to generate a new pair", certFile, keyFile)
+	case keyExists:
+		return false, fmt.Errorf("%s exists but %s does not: give its certificate, or remove it to generate a new pair", keyFile, certFile)
+	}
+	certPEM, keyPEM, err := GenerateSelfSigned(hosts, time.Now())
+	if err != nil {
+		return false, err
+	}
+	if err := writeFileAtomic(keyFile, keyPEM, 0o600); err != nil {
+		return false, err
+	}
+	if err := writeFileAtomic(certFile, certPEM, 0o644); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// GenerateSelfSigned returns a PEM certificate and PEM PKCS#8 key for hosts, valid from now
+// for SelfSignedValidity.
+func GenerateSelfSigned(hosts []string, now time.Time) (certPEM, keyPEM []byte, err error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, fmt.Errorf("generate key: %w", err)
+	}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	if err != nil {
+		return nil, nil, fmt.Errorf("generate serial: %w", err)
+	}
+	if len(hosts) == 0 {
+		hosts = []string{"localhost", "127.0.0.1", "::1"}
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               pkix.Name{CommonName: hosts[0], Organization: []string{"tessel-proxy self-signed"}},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.Add(SelfSignedValidity),
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	for _, h := range hosts {
+		h = strings.TrimSuffix(strings.TrimPrefix(h, "["), "]")
+		if addr, err := netip.ParseAddr(h); err == nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, addr.AsSlice())
+		} else if h != "" {
+			tmpl.DNSNames = append(tmpl.DNSNames, h)
+		}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("create certificate: %w", err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("encode key: %w", err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), nil
+}
+
+// CertFingerprint returns the SHA-256 fingerprint of the first certificate in the PEM file,
+// as colon-separated upper-case hex (the form `openssl x509 -fingerprint -sha256` prints).
+func CertFingerprint(certFile string) (string, error) {
+	data, err := os.ReadFile(certFile)
+	if err != nil {
+		return "", err
+	}
+	for {
+		var block *pem.Block
+		block, data = pem.Decode(data)
+		if block == nil {
+			return "", fmt.Errorf("%s: no PEM certificate in it", certFile)
+		}
+		if block.Type == "CERTIFICATE" {
+			sum := sha256.Sum256(block.Bytes)
+			h := strings.ToUpper(hex.EncodeToString(sum[:]))
+			parts := make([]string, 0, len(sum))
+			for i := 0; i < len(h); i += 2 {
+				parts = append(parts, h[i:i+2])
+			}
+			return strings.Join(parts, ":"), nil
+		}
+	}
+}
+
+func exists(path string) (bool, error) {
+	_, err := os.Stat(path)
+	if err == nil {
+		return true, nil
+	}
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	return false, err
+}
+
+// writeFileAtomic writes data to a temporary file beside path and renames it into place, so
+// that a reader never sees half a file and a crash leaves either nothing or everything.
+func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp) // no-op once renamed
+	if err := f.Chmod(perm); err != nil {
+		f.Close()
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+	return nil
+}

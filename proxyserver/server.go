@@ -1,0 +1,400 @@
+// Package proxyserver is the tessel-proxy server: it accepts TLS tunnels, authenticates them,
+// and for each stream a client opens, resolves the target itself, judges the resolved address
+// against a destination policy, dials it, and relays bytes (or, for tls streams, plaintext
+// of a TLS connection it makes) in both directions, half-closes included. The wire format is
+// package wire's; see wire/spec.md.
+package proxyserver
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/yamux"
+
+	"github.com/tessel/tessel-proxy/wire"
+)
+
+// ErrServerClosed is what Serve returns after Shutdown or Close.
+var ErrServerClosed = errors.New("proxyserver: server closed")
+
+// Server serves tunnels. Create it with New; it may Serve several listeners at once.
+type Server struct {
+	cfg Config
+	m   *metrics
+	log *slog.Logger
+
+	// ctx is cancelled by Close (and by Shutdown when its context ends), which aborts
+	// authentications and dials in flight.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu        sync.Mutex
+	closing   bool
+	listeners map[net.Listener]struct{}
+	tunnels   map[*tunnel]struct{}
+	wg        sync.WaitGroup // one per tunnel goroutine
+
+	lastTunnelID atomic.Uint64
+}
+
+// New checks cfg, fills in its defaults, and registers the metrics. The server does
+// nothing until Serve.
+func New(cfg Config) (*Server, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	m, err := newMetrics(cfg.Metrics)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Server{
+		cfg:       cfg,
+		m:         m,
+		log:       cfg.Logger,
+		ctx:       ctx,
+		cancel:    cancel,
+		listeners: make(map[net.Listener]struct{}),
+		tunnels:   make(map[*tunnel]struct{}),
+	}, nil
+}
+
+// Serve accepts TCP connections on ln and serves each as a tunnel: TLS handshake, Hello,
+// authentication, then a yamux session whose streams it relays. It returns ErrServerClosed
+// after Shutdown or Close, or the listener's error. Serve closes ln when it returns.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		ln.Close()
+		return ErrServerClosed
+	}
+	s.listeners[ln] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, ln)
+		s.mu.Unlock()
+		ln.Close()
+	}()
+
+	var backoff time.Duration
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			if s.isClosing() {
+				return ErrServerClosed
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return err
+			}
+			// Out of file descriptors and the like: wait for some to free up, as
+			// net/http does, rather than spin or give up.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			s.log.Error("accept failed; retrying", "err", err, "retry_in", backoff)
+			select {
+			case <-time.After(backoff):
+			case <-s.ctx.Done():
+			}
+			continue
+		}
+		backoff = 0
+		t := &tunnel{
+			s:       s,
+			id:      s.lastTunnelID.Add(1),
+			raw:     conn,
+			targets: make(map[net.Conn]struct{}),
+		}
+		t.log = s.log.With("tunnel", t.id)
+		s.mu.Lock()
+		if s.closing {
+			s.mu.Unlock()
+			conn.Close()
+			return ErrServerClosed
+		}
+		s.tunnels[t] = struct{}{}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go t.serve()
+	}
+}
+
+func (s *Server) isClosing() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closing
+}
+
+// beginClose stops every listener and returns the tunnels open at that moment.
+func (s *Server) beginClose() []*tunnel {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closing = true
+	for ln := range s.listeners {
+		ln.Close()
+	}
+	tunnels := make([]*tunnel, 0, len(s.tunnels))
+	for t := range s.tunnels {
+		tunnels = append(tunnels, t)
+	}
+	return tunnels
+}
+
+// Shutdown stops the server gracefully: it stops accepting, drops tunnels still in their
+// handshake, sends every tunnel a yamux GoAway (so clients open no new streams on it and
+// reconnect elsewhere), and closes each tunnel once its streams have ended. When ctx ends
+// first, it closes everything that is left, waits for it, and returns ctx's error.
+func (s *Server) Shutdown(ctx context.Context) error {
+	for _, t := range s.beginClose() {
+		t.drain()
+	}
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if s.closeIdleTunnels() {
+			s.wg.Wait()
+			s.cancel()
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			s.Close()
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
+
+// closeIdleTunnels closes the draining tunnels that have no stream left and reports whether
+// none remain.
+func (s *Server) closeIdleTunnels() bool {
+	s.mu.Lock()
+	tunnels := make([]*tunnel, 0, len(s.tunnels))
+	for t := range s.tunnels {
+		tunnels = append(tunnels, t)
+	}
+	s.mu.Unlock()
+	for _, t := range tunnels {
+		// New tunnels may still arrive between beginClose and here (accepted just before);
+		// drain is idempotent.
+		t.drain()
+		if t.idle() {
+			t.close()
+		}
+	}
+	return len(tunnels) == 0
+}
+
+// Close stops the server at once: listeners, tunnels and their streams are closed, dials in
+// flight are aborted. It returns once every tunnel's goroutines are done.
+func (s *Server) Close() error {
+	for _, t := range s.beginClose() {
+		t.close()
+	}
+	s.cancel()
+	// Tunnels accepted while beginClose ran register before closing is seen; close them too.
+	s.mu.Lock()
+	for t := range s.tunnels {
+		t.close()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+	return nil
+}
+
+// tunnel is one client connection, from accept to close.
+type tunnel struct {
+	s   *Server
+	id  uint64
+	raw net.Conn
+	log *slog.Logger
+
+	mu       sync.Mutex
+	session  *yamux.Session // nil until authenticated
+	draining bool
+	closed   bool
+	streams  int                   // streams being handled
+	targets  map[net.Conn]struct{} // target connections, closed with the tunnel
+	streamWG sync.WaitGroup
+}
+
+// drain stops new streams: a GoAway once the session exists, else the connection closes
+// (a tunnel still in its handshake has nothing worth waiting for).
+func (t *tunnel) drain() {
+	t.mu.Lock()
+	if t.draining {
+		t.mu.Unlock()
+		return
+	}
+	t.draining = true
+	sess := t.session
+	t.mu.Unlock()
+	if sess == nil {
+		t.raw.Close()
+		return
+	}
+	t.goAway(sess)
+}
+
+func (t *tunnel) goAway(sess *yamux.Session) {
+	if err := sess.GoAway(); err != nil && !errors.Is(err, yamux.ErrSessionShutdown) {
+		t.log.Debug("send GoAway", "err", err)
+	}
+}
+
+func (t *tunnel) idle() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.streams == 0
+}
+
+// close ends the tunnel now: the session (or the raw connection during the handshake) and
+// every target connection.
+func (t *tunnel) close() {
+	t.mu.Lock()
+	t.closed = true
+	sess := t.session
+	targets := make([]net.Conn, 0, len(t.targets))
+	for c := range t.targets {
+		targets = append(targets, c)
+	}
+	t.mu.Unlock()
+	if sess != nil {
+		sess.Close()
+	}
+	t.raw.Close()
+	for _, c := range targets {
+		c.Close()
+	}
+}
+
+// serve runs the tunnel: handshake, then the accept loop for streams.
+func (t *tunnel) serve() {
+	s := t.s
+	defer func() {
+		s.mu.Lock()
+		delete(s.tunnels, t)
+		s.mu.Unlock()
+		s.wg.Done()
+	}()
+	start := time.Now()
+	remote := t.raw.RemoteAddr().String()
+
+	ident, conn, ok := t.handshake(start.Add(s.cfg.HandshakeTimeout), remote)
+	if !ok {
+		t.raw.Close()
+		return
+	}
+	sess, err := yamux.Server(conn, s.cfg.Mux)
+	if err != nil {
+		t.log.Error("start yamux session", "err", err)
+		t.raw.Close()
+		return
+	}
+	t.mu.Lock()
+	t.session = sess
+	draining, closed := t.draining, t.closed
+	t.mu.Unlock()
+	switch {
+	case closed:
+		sess.Close()
+	case draining:
+		t.goAway(sess)
+	}
+
+	s.m.tunnelsOpen.Inc()
+	log := t.log
+	if ident.Expiry.IsZero() {
+		log.Info("tunnel open", "remote", remote, "subject", ident.Subject)
+	} else {
+		log.Info("tunnel open", "remote", remote, "subject", ident.Subject, "expires", ident.Expiry.UTC().Format(time.RFC3339))
+		// An access token's lifetime bounds the tunnel's: past it the client must
+		// authenticate afresh, which it does on its next dial.
+		timer := time.AfterFunc(time.Until(ident.Expiry), func() {
+			log.Info("tunnel authentication expired; closing it", "subject", ident.Subject)
+			t.goAway(sess)
+			t.close()
+		})
+		defer timer.Stop()
+	}
+
+	var total int
+	for {
+		stream, err := sess.AcceptStream()
+		if err != nil {
+			break
+		}
+		total++
+		t.startStream(stream)
+	}
+	// The session ended (client gone, GoAway and close, keepalive failure): streams on it
+	// fail, and target connections are closed so that their relays end too.
+	t.close()
+	t.streamWG.Wait()
+	s.m.tunnelsOpen.Dec()
+	log.Info("tunnel closed", "streams", total, "duration", time.Since(start).Round(time.Millisecond))
+}
+
+// handshake runs TLS, reads the Hello and authenticates it, all before deadline. On success
+// it has answered ok and returns the TLS connection on which the yamux session starts.
+func (t *tunnel) handshake(deadline time.Time, remote string) (Identity, net.Conn, bool) {
+	s := t.s
+	fail := func(result, stage string) (Identity, net.Conn, bool) {
+		s.m.tunnelsTotal.WithLabelValues(result).Inc()
+		s.m.handshakeFailures.WithLabelValues(stage).Inc()
+		return Identity{}, nil, false
+	}
+	if err := t.raw.SetDeadline(deadline); err != nil {
+		return fail(resultHandshakeFailed, stageTLS)
+	}
+	ctx, cancel := context.WithDeadline(s.ctx, deadline)
+	defer cancel()
+
+	conn := tls.Server(t.raw, s.cfg.TLS)
+	if err := conn.HandshakeContext(ctx); err != nil {
+		t.log.Debug("TLS handshake failed", "remote", remote, "err", err)
+		return fail(resultHandshakeFailed, stageTLS)
+	}
+	hello, err := wire.ReadHello(conn)
+	if err != nil {
+		// Not a tessel-proxy client, or too slow: per the spec, close without a reply.
+		t.log.Info("handshake failed", "remote", remote, "err", err)
+		return fail(resultHandshakeFailed, stageHello)
+	}
+	if hello.Version != wire.Version {
+		t.log.Info("client speaks another wire version", "remote", remote, "version", hello.Version)
+		_ = wire.WriteReply(conn, wire.Reply{Status: wire.StatusBadVersion,
+			Message: fmt.Sprintf("this server speaks wire version %d, the client %d: upgrade the older one", wire.Version, hello.Version)})
+		return fail(resultBadVersion, stageHello)
+	}
+	ident, err := s.cfg.Authenticator.Authenticate(ctx, hello.Token)
+	hello.Token = ""
+	if err != nil {
+		t.log.Warn("authentication failed", "remote", remote, "err", err)
+		_ = wire.WriteReply(conn, wire.Reply{Status: wire.StatusAuthFailed, Message: "token refused: check PROXY_TOKEN or log in again"})
+		return fail(resultAuthFailed, stageAuth)
+	}
+	if !ident.Expiry.IsZero() && !ident.Expiry.After(time.Now()) {
+		t.log.Warn("authentication failed", "remote", remote, "subject", ident.Subject, "err", "token expired")
+		_ = wire.WriteReply(conn, wire.Reply{Status: wire.StatusAuthFailed, Message: "token expired: log in again"})
+		return fail(resultAuthFailed, stageAuth)
+	}
+	// Counted before the reply, so that whoever sees the ok also sees it counted.
+	s.m.tunnelsTotal.WithLabelValues(resultOK).Inc()
+	if err := wire.WriteReply(conn, wire.Reply{Status: wire.StatusOK}); err != nil {
+		t.log.Info("client left during the handshake", "remote", remote, "err", err)
+		return Identity{}, nil, false
+	}
+	if err := t.raw.SetDeadline(time.Time{}); err != nil {
+		return Identity{}, nil, false
+	}
+	return ident, conn, true
+}

@@ -1,0 +1,349 @@
+package proxyserver
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/yamux"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tessel/tessel-proxy/wire"
+)
+
+// startStream hands a newly accepted stream to its own goroutine, or refuses it with
+// StatusLimit when the tunnel has MaxStreams streams already.
+func (t *tunnel) startStream(stream *yamux.Stream) {
+	t.mu.Lock()
+	overLimit := t.streams >= t.s.cfg.MaxStreams
+	if !overLimit {
+		t.streams++
+	}
+	t.streamWG.Add(1)
+	t.mu.Unlock()
+	if overLimit {
+		go func() {
+			defer t.streamWG.Done()
+			t.s.m.streamsTotal.WithLabelValues(statusLabel(wire.StatusLimit)).Inc()
+			t.log.Warn("stream refused", "stream", stream.StreamID(), "status", statusLabel(wire.StatusLimit), "max_streams", t.s.cfg.MaxStreams)
+			_ = wire.WriteReply(stream, wire.Reply{Status: wire.StatusLimit,
+				Message: fmt.Sprintf("this tunnel has %d streams open, the server's maximum", t.s.cfg.MaxStreams)})
+			stream.Close()
+		}()
+		return
+	}
+	t.s.m.streamsOpen.Inc()
+	go func() {
+		defer func() {
+			t.s.m.streamsOpen.Dec()
+			t.mu.Lock()
+			t.streams--
+			t.mu.Unlock()
+			t.streamWG.Done()
+		}()
+		t.serveStream(stream)
+	}()
+}
+
+// serveStream reads the stream's request, dials the target, answers, and relays.
+func (t *tunnel) serveStream(stream *yamux.Stream) {
+	s := t.s
+	log := t.log.With("stream", stream.StreamID())
+	start := time.Now()
+	refuse := func(status wire.Status, target string, err error) {
+		s.m.streamsTotal.WithLabelValues(statusLabel(status)).Inc()
+		log.Info("stream refused", "target", target, "status", statusLabel(status), "err", err)
+		_ = wire.WriteReply(stream, wire.Reply{Status: status, Message: replyMessage(err)})
+		stream.Close()
+	}
+
+	_ = stream.SetReadDeadline(start.Add(s.cfg.HandshakeTimeout))
+	req, err := wire.ReadStreamRequest(stream)
+	if err != nil {
+		if errors.Is(err, wire.ErrProtocol) {
+			refuse(wire.StatusBadRequest, "", err)
+			return
+		}
+		// The client went away or never sent a request: nobody to answer.
+		log.Debug("stream request not read", "err", err)
+		stream.Close()
+		return
+	}
+	if req.Version != wire.Version {
+		refuse(wire.StatusBadVersion, "", fmt.Errorf("stream request version %d: this server speaks %d", req.Version, wire.Version))
+		return
+	}
+	_ = stream.SetReadDeadline(time.Time{})
+	target := net.JoinHostPort(req.Host, fmt.Sprint(req.Port))
+	if req.Kind == wire.KindTLS && s.cfg.DisableTLSStreams {
+		refuse(wire.StatusDenied, target, errors.New("this server does not make TLS connections for clients: connect with PROXY_TRUSTED=0"))
+		return
+	}
+
+	conn, status, err := s.dialTarget(req)
+	if status != wire.StatusOK {
+		refuse(status, target, err)
+		return
+	}
+	if !t.addTarget(conn) {
+		conn.Close()
+		refuse(wire.StatusInternal, target, errors.New("the tunnel is closing"))
+		return
+	}
+	defer t.removeTarget(conn)
+	s.m.streamsTotal.WithLabelValues(statusLabel(wire.StatusOK)).Inc()
+	if err := wire.WriteReply(stream, wire.Reply{Status: wire.StatusOK}); err != nil {
+		conn.Close()
+		stream.Close()
+		return
+	}
+	log.Debug("stream open", "target", target, "kind", req.Kind.String(), "addr", conn.RemoteAddr().String())
+	in, out := relay(stream, conn, s.m.bytesIn, s.m.bytesOut)
+	log.Debug("stream closed", "target", target, "bytes_in", in, "bytes_out", out,
+		"duration", time.Since(start).Round(time.Millisecond))
+}
+
+func (t *tunnel) addTarget(c net.Conn) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return false
+	}
+	t.targets[c] = struct{}{}
+	return true
+}
+
+func (t *tunnel) removeTarget(c net.Conn) {
+	t.mu.Lock()
+	delete(t.targets, c)
+	t.mu.Unlock()
+}
+
+// replyMessage turns err into a Reply message (wire cuts it to length).
+func replyMessage(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+// dialTarget resolves req.Host, judges each address against the policy, and connects to the
+// first allowed address that answers, making a TLS connection on top for tls streams. It
+// returns the status to reply with and, when not ok, why.
+func (s *Server) dialTarget(req wire.StreamRequest) (net.Conn, wire.Status, error) {
+	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.DialTimeout)
+	defer cancel()
+
+	addrs, status, err := s.resolve(ctx, req.Host)
+	if status != wire.StatusOK {
+		return nil, status, err
+	}
+	_, literal := ParseHostAddr(req.Host)
+	status, err = wire.StatusDenied, nil
+	for _, addr := range addrs {
+		if perr := s.cfg.Policy.Check(addr); perr != nil {
+			if err == nil {
+				status, err = wire.StatusDenied, perr
+				if !literal {
+					err = fmt.Errorf("%s: %w", req.Host, perr)
+				}
+			}
+			continue
+		}
+		// The policy judged addr; dial exactly addr, so no second lookup can swap it.
+		ap := netip.AddrPortFrom(addr.Unmap(), req.Port).String()
+		conn, derr := s.cfg.Dialer.DialContext(ctx, "tcp", ap)
+		if derr != nil {
+			status, err = dialStatus(ctx, derr), fmt.Errorf("connect to %s: %w", ap, unwrapOpError(derr))
+			if ctx.Err() != nil {
+				break
+			}
+			continue
+		}
+		if req.Kind != wire.KindTLS {
+			return conn, wire.StatusOK, nil
+		}
+		serverName := req.Host
+		if lit, ok := ParseHostAddr(req.Host); ok {
+			serverName = lit.String()
+		}
+		tconn := tls.Client(conn, &tls.Config{
+			ServerName: serverName,
+			RootCAs:    s.cfg.TargetRootCAs,
+			MinVersion: tls.VersionTLS12,
+		})
+		if herr := tconn.HandshakeContext(ctx); herr != nil {
+			conn.Close()
+			if ctx.Err() != nil {
+				return nil, wire.StatusTimeout, fmt.Errorf("TLS handshake with %s: %w", ap, herr)
+			}
+			return nil, wire.StatusTLSFailure, fmt.Errorf("TLS handshake with %s: %w", ap, herr)
+		}
+		return tconn, wire.StatusOK, nil
+	}
+	return nil, status, err
+}
+
+// resolve returns the addresses of host: the host itself when it is an IP address in any
+// spelling (see ParseHostAddr), else what the resolver says.
+func (s *Server) resolve(ctx context.Context, host string) ([]netip.Addr, wire.Status, error) {
+	for i := 0; i < len(host); i++ {
+		if c := host[i]; c <= ' ' || c == 0x7f {
+			return nil, wire.StatusBadRequest, fmt.Errorf("host %q contains a control character or space", host)
+		}
+	}
+	if addr, ok := ParseHostAddr(host); ok {
+		return []netip.Addr{addr}, wire.StatusOK, nil
+	}
+	name := strings.ToLower(strings.TrimSuffix(host, "."))
+	if name == "invalid" || strings.HasSuffix(name, ".invalid") {
+		// RFC 6761: such names never resolve, so do not ask anyone.
+		return nil, wire.StatusDNSFailure, fmt.Errorf("%s: .invalid names never resolve", host)
+	}
+	addrs, err := s.cfg.Resolver.LookupNetIP(ctx, "ip", host)
+	if err != nil {
+		var dnsErr *net.DNSError
+		switch {
+		case errors.As(err, &dnsErr) && dnsErr.IsNotFound:
+			return nil, wire.StatusDNSFailure, fmt.Errorf("%s: no such host", host)
+		case ctx.Err() != nil && s.ctx.Err() == nil:
+			return nil, wire.StatusDNSFailure, fmt.Errorf("%s: lookup timed out", host)
+		}
+		return nil, wire.StatusDNSFailure, fmt.Errorf("resolve %s: %w", host, err)
+	}
+	if len(addrs) == 0 {
+		return nil, wire.StatusDNSFailure, fmt.Errorf("%s: no addresses", host)
+	}
+	for i := range addrs {
+		// Resolvers may hand IPv4 results back in their IPv4-mapped form; the plain
+		// form reads better in messages and is judged the same.
+		addrs[i] = addrs[i].Unmap()
+	}
+	return addrs, wire.StatusOK, nil
+}
+
+// dialStatus maps a dial error to the status a client can act on.
+func dialStatus(ctx context.Context, err error) wire.Status {
+	var ne net.Error
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return wire.StatusRefused
+	case errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH),
+		errors.Is(err, syscall.ENETDOWN), errors.Is(err, syscall.EHOSTDOWN),
+		errors.Is(err, syscall.EADDRNOTAVAIL):
+		return wire.StatusUnreachable
+	case errors.Is(err, syscall.ETIMEDOUT), errors.Is(err, context.DeadlineExceeded),
+		errors.Is(err, os.ErrDeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		return wire.StatusTimeout
+	case ctx.Err() != nil:
+		// The server is shutting down.
+		return wire.StatusInternal
+	}
+	return wire.StatusUnreachable
+}
+
+// unwrapOpError drops net.OpError's "dial tcp a->b:" prefix, which repeats what the
+// message around it says.
+func unwrapOpError(err error) error {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Err != nil {
+		return op.Err
+	}
+	return err
+}
+
+// Relay buffers. A direction starts with a small buffer and moves to a large one once a
+// read fills the small one: bulk transfers get 256 KiB copies (fewer, larger yamux frames
+// and TLS records: about 560 -> 800 MB/s on loopback against io.Copy's 32 KiB), while the
+// many idle or chatty streams a tunnel may hold (up to MaxStreams, two directions each)
+// pin only 32 KiB apiece.
+const (
+	smallRelayBuffer = 32 << 10
+	largeRelayBuffer = 256 << 10
+)
+
+var (
+	smallRelayBuffers = sync.Pool{New: func() any { b := make([]byte, smallRelayBuffer); return &b }}
+	largeRelayBuffers = sync.Pool{New: func() any { b := make([]byte, largeRelayBuffer); return &b }}
+)
+
+// relay copies in both directions until both have ended. An end of input in one direction
+// becomes a half-close of the other side (yamux FIN, TCP or TLS CloseWrite); an error in
+// either direction tears both down. It returns the bytes relayed client->target (in) and
+// target->client (out), and leaves both connections closed.
+func relay(stream *yamux.Stream, target net.Conn, inCounter, outCounter prometheus.Counter) (in, out int64) {
+	abort := func() {
+		target.Close()
+		// A FIN alone would leave our own Read of the stream waiting for the client.
+		_ = stream.SetReadDeadline(time.Unix(1, 0))
+		stream.Close()
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var err error
+		out, err = copyCounted(stream, target, outCounter)
+		if err != nil {
+			abort()
+			return
+		}
+		stream.Close()
+	}()
+	in, err := copyCounted(target, stream, inCounter)
+	if err != nil {
+		abort()
+	} else if cw, ok := target.(interface{ CloseWrite() error }); ok {
+		if cw.CloseWrite() != nil {
+			abort()
+		}
+	} else {
+		abort()
+	}
+	<-done
+	target.Close()
+	stream.Close()
+	return in, out
+}
+
+// copyCounted copies src to dst through pooled buffers until src ends (nil error) or either
+// side fails. It does not use io.Copy, which would hand the copy to TCPConn's ReadFrom or
+// WriteTo and their 32 KiB buffers.
+func copyCounted(dst io.Writer, src io.Reader, counter prometheus.Counter) (int64, error) {
+	pool := &smallRelayBuffers
+	bp := pool.Get().(*[]byte)
+	defer func() { pool.Put(bp) }()
+	buf := *bp
+	var total int64
+	for {
+		n, rerr := src.Read(buf)
+		if n > 0 {
+			w, werr := dst.Write(buf[:n])
+			total += int64(w)
+			counter.Add(float64(w))
+			if werr != nil {
+				return total, werr
+			}
+		}
+		if rerr == io.EOF {
+			return total, nil
+		}
+		if rerr != nil {
+			return total, rerr
+		}
+		if n == len(buf) && pool == &smallRelayBuffers {
+			pool.Put(bp)
+			pool = &largeRelayBuffers
+			bp = pool.Get().(*[]byte)
+			buf = *bp
+		}
+	}
+}

@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# Measures the tunnel against baselines in the same run, on loopback: a large download
+# (throughput) and many short requests on new connections (per-connection cost), through
+#   direct        curl straight to nginx
+#   ssh -D        OpenSSH dynamic forwarding (curl --socks5-hostname), the tool users compare with
+#   run           curl started by `tessel-proxy run`, via `serve --dev`
+# and prints each as a ratio to its baseline. Runs vary by 15-30% from minute to minute: compare
+# the ratios, not the absolute numbers. Needs nginx, sshd, curl (scripts/install-deps.sh), root.
+#
+#   scripts/bench.sh [SIZE_MB] [REQUESTS]      defaults: 400 500
+set -euo pipefail
+cd "$(dirname "$0")/.."
+size_mb=${1:-400}
+requests=${2:-500}
+
+work=$(mktemp -d)
+chmod 755 "$work"
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  [[ -f $work/nginx.pid ]] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 100); do (echo >/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
+
+go build -o "$work/tessel-proxy" .
+
+# nginx with a large file; keepalive off so that every request is a new connection.
+mkdir -p "$work/www"
+head -c "$((size_mb << 20))" /dev/urandom >"$work/www/big"
+echo ok >"$work/www/small"
+http_port=$(free_port)
+cat >"$work/nginx.conf" <<CONF
+daemon on; pid $work/nginx.pid; error_log $work/nginx.err; worker_processes 1;
+events { worker_connections 1024; }
+http { access_log off; sendfile on; keepalive_timeout 0;
+  server { listen 127.0.0.1:$http_port; root $work/www; } }
+CONF
+nginx -c "$work/nginx.conf"
+wait_port "$http_port"
+
+# sshd for ssh -D, with throwaway keys.
+ssh-keygen -q -t ed25519 -N '' -f "$work/host_key"
+ssh-keygen -q -t ed25519 -N '' -f "$work/user_key"
+cp "$work/user_key.pub" "$work/authorized_keys"
+ssh_port=$(free_port)
+mkdir -p /run/sshd
+/usr/sbin/sshd -f /dev/null -o "Port=$ssh_port" -o "ListenAddress=127.0.0.1" -o "HostKey=$work/host_key" \
+  -o "AuthorizedKeysFile=$work/authorized_keys" -o "StrictModes=no" -o "PermitRootLogin=yes" \
+  -o "PidFile=$work/sshd.pid" -D &
+pids+=($!)
+wait_port "$ssh_port"
+socks_port=$(free_port)
+ssh -N -F /dev/null -i "$work/user_key" -o BatchMode=yes -o StrictHostKeyChecking=no \
+  -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -p "$ssh_port" -D "127.0.0.1:$socks_port" root@127.0.0.1 &
+pids+=($!)
+wait_port "$socks_port"
+
+# tessel-proxy serve --dev
+"$work/tessel-proxy" serve --dev --dir "$work/dev" >"$work/dev.env" 2>"$work/serve.log" &
+pids+=($!)
+for _ in $(seq 100); do grep -q '^export PROXY_LOCAL' "$work/dev.env" && break; sleep 0.1; done
+set -a; source "$work/dev.env"; set +a
+
+big="http://127.0.0.1:$http_port/big"
+small="http://127.0.0.1:$http_port/small"
+urls=(); for _ in $(seq "$requests"); do urls+=("$small"); done
+
+# best of three, bytes per second
+throughput() {
+  local best=0 v
+  for _ in 1 2 3; do
+    v=$("$@" -s -o /dev/null -w '%{speed_download}' "$big")
+    v=${v%.*}; ((v > best)) && best=$v
+  done
+  echo "$best"
+}
+# microseconds per request on a new connection, best of three
+per_request() {
+  local best=0 t
+  for _ in 1 2 3; do
+    t=$({ /usr/bin/time -f '%e' "$@" -s -o /dev/null "${urls[@]}"; } 2>&1 | tail -1)
+    t=$(awk -v t="$t" -v n="$requests" 'BEGIN { printf "%d", t * 1e6 / n }')
+    ((best == 0 || t < best)) && best=$t
+  done
+  echo "$best"
+}
+
+direct_bw=$(throughput curl)
+ssh_bw=$(throughput curl --socks5-hostname "127.0.0.1:$socks_port")
+run_bw=$(throughput "$work/tessel-proxy" run -- curl)
+direct_rq=$(per_request curl)
+ssh_rq=$(per_request curl --socks5-hostname "127.0.0.1:$socks_port")
+run_rq=$(per_request "$work/tessel-proxy" run -- curl)
+
+awk -v d="$direct_bw" -v s="$ssh_bw" -v r="$run_bw" -v dq="$direct_rq" -v sq="$ssh_rq" -v rq="$run_rq" \
+  -v mb="$size_mb" -v n="$requests" 'BEGIN {
+  printf "throughput, %d MiB download (best of 3)\n", mb
+  printf "  %-8s %8.0f MB/s\n", "direct", d/1e6
+  printf "  %-8s %8.0f MB/s   %.2f x direct\n", "ssh -D", s/1e6, s/d
+  printf "  %-8s %8.0f MB/s   %.2f x direct   %.2f x ssh -D\n", "run", r/1e6, r/d, r/s
+  printf "new connection, %d sequential requests in one curl (best of 3)\n", n
+  printf "  %-8s %8d us/request\n", "direct", dq
+  printf "  %-8s %8d us/request   %.2f x direct\n", "ssh -D", sq, sq/dq
+  printf "  %-8s %8d us/request   %.2f x direct   %.2f x ssh -D\n", "run", rq, rq/dq, rq/sq
+}'

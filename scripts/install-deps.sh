@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs everything the tests need on a fresh Debian machine (run as root): the real clients
+# and servers the end-to-end tests drive, the shells completions are tested in, a Secret Service
+# for the keyring, and the OAuth test server's npm packages.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(
+  curl git python3 iproute2 openssl      # clients run through `run`; network namespaces; cert checks
+  nginx-light                            # a real HTTP/HTTPS target
+  openssh-server openssh-client busybox  # devices reached over ssh, BusyBox sh on the device
+  dbus dbus-x11 gnome-keyring libsecret-tools  # a real Secret Service for the keyring
+  zsh fish bash-completion groff-base man-db   # completions and man pages
+  chromium                               # the browser in the OAuth browser-flow test
+  nodejs npm                             # the OAuth test server (oidc-provider)
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  if ! command -v node >/dev/null || ! command -v npm >/dev/null; then :; else
+    # node and npm come with the machine; do not replace them with Debian's older ones
+    filtered=(); for p in "${missing[@]}"; do [[ $p == nodejs || $p == npm ]] || filtered+=("$p"); done
+    missing=("${filtered[@]}")
+  fi
+fi
+if ((${#missing[@]})); then
+  echo "installing: ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The OAuth test server.
+if [[ -f oauth/testdata/oidcserver/package.json ]]; then
+  (cd oauth/testdata/oidcserver && npm ci --no-audit --no-fund --loglevel=error)
+fi

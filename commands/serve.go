@@ -289,11 +289,6 @@ func randomToken() (string, error) {
 	return base64.RawURLEncoding.EncodeToString(b), nil
 }
 
-// serveShellQuote single-quotes s for POSIX shells.
-func serveShellQuote(s string) string {
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
-}
-
 // runServe starts the server and blocks until ctx ends, a signal arrives, or it fails.
 func runServe(ctx context.Context, o *ServeOptions) error {
 	logger := serveLogger(o)
@@ -363,11 +358,11 @@ func runServe(ctx context.Context, o *ServeOptions) error {
 	if o.Dev {
 		out := o.IO.Out
 		fmt.Fprintf(out, "# tessel-proxy dev server listening; source these lines in the shell that runs the client\n")
-		fmt.Fprintf(out, "export PROXY_HOST=%s\n", serveShellQuote(clientHost.String()))
-		fmt.Fprintf(out, "export PROXY_PORT=%s\n", serveShellQuote(fmt.Sprint(bound.Port())))
-		fmt.Fprintf(out, "export PROXY_CERT=%s\n", serveShellQuote(o.CertFile))
-		fmt.Fprintf(out, "export PROXY_TOKEN=%s\n", serveShellQuote(o.AuthToken))
-		fmt.Fprintf(out, "export PROXY_LOCAL=%s\n", serveShellQuote("none"))
+		fmt.Fprintf(out, "export PROXY_HOST=%s\n", shellQuote(clientHost.String()))
+		fmt.Fprintf(out, "export PROXY_PORT=%s\n", shellQuote(fmt.Sprint(bound.Port())))
+		fmt.Fprintf(out, "export PROXY_CERT=%s\n", shellQuote(o.CertFile))
+		fmt.Fprintf(out, "export PROXY_TOKEN=%s\n", shellQuote(o.AuthToken))
+		fmt.Fprintf(out, "export PROXY_LOCAL=%s\n", shellQuote("none"))
 		if f, ok := out.(interface{ Sync() error }); ok {
 			_ = f.Sync()
 		}

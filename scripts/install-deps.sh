@@ -10,7 +10,7 @@ packages=(
   nginx-light                            # a real HTTP/HTTPS target
   openssh-server openssh-client busybox  # devices reached over ssh, BusyBox sh on the device
   dbus dbus-x11 gnome-keyring libsecret-tools  # a real Secret Service for the keyring
-  zsh fish bash-completion groff-base man-db   # completions and man pages
+  zsh fish bash-completion groff-base man-db make  # completions, man pages, make install
   chromium                               # the browser in the OAuth browser-flow test
   nodejs npm                             # the OAuth test server (oidc-provider)
 )

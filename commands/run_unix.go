@@ -34,4 +34,3 @@ func inTerminalForeground(files ...any) bool {
 	}
 	return false
 }
-

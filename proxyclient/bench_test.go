@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tessel/tessel-proxy/internal/relay"
 )
 
 // benchTarget serves two kinds of connection, picked by the first byte the client sends:
@@ -29,7 +31,7 @@ func newBenchTarget(b *testing.B, size int64) *benchTarget {
 	t.wg.Add(1)
 	go func() {
 		defer t.wg.Done()
-		chunk := make([]byte, relayBufferSize)
+		chunk := make([]byte, relay.LargeBuffer)
 		for {
 			c, err := ln.Accept()
 			if err != nil {

@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tessel/tessel-proxy/internal/relay"
 	"github.com/tessel/tessel-proxy/wire"
 )
 
@@ -282,26 +283,8 @@ func (f *Front) httpForward(c net.Conn, br *bufio.Reader, bw *bufio.Writer, req 
 // copyFlushing copies a response body and flushes after each read, so that a streaming
 // response (server-sent events, a slow download) reaches the client as it arrives.
 func copyFlushing(dst io.Writer, bw *bufio.Writer, src io.Reader) error {
-	bp := relayBuffers.Get().(*[]byte)
-	defer relayBuffers.Put(bp)
-	buf := *bp
-	for {
-		n, rerr := src.Read(buf)
-		if n > 0 {
-			if _, err := dst.Write(buf[:n]); err != nil {
-				return err
-			}
-			if err := bw.Flush(); err != nil {
-				return err
-			}
-		}
-		if rerr == io.EOF {
-			return nil
-		}
-		if rerr != nil {
-			return rerr
-		}
-	}
+	_, err := relay.Copy(dst, src, func(int) error { return bw.Flush() })
+	return err
 }
 
 func writeResponseHead(bw *bufio.Writer, resp *http.Response, h http.Header) {

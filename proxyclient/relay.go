@@ -5,14 +5,9 @@ import (
 	"net"
 	"sync"
 	"time"
+
+	"github.com/tessel/tessel-proxy/internal/relay"
 )
-
-// relayBufferSize is the copy buffer for each direction of a relayed connection: with
-// yamux's 4 MiB window, 256 KiB buffers moved markedly more than io.Copy's 32 KiB
-// (NOTES.md: ~560 MB/s -> ~800 MB/s).
-const relayBufferSize = 256 << 10
-
-var relayBuffers = sync.Pool{New: func() any { b := make([]byte, relayBufferSize); return &b }}
 
 type closeWriter interface{ CloseWrite() error }
 
@@ -33,26 +28,7 @@ func copyBuffered(dst io.Writer, src io.Reader) (int64, error) {
 			return io.Copy(dt, st)
 		}
 	}
-	bp := relayBuffers.Get().(*[]byte)
-	defer relayBuffers.Put(bp)
-	buf := *bp
-	var total int64
-	for {
-		n, rerr := src.Read(buf)
-		if n > 0 {
-			w, werr := dst.Write(buf[:n])
-			total += int64(w)
-			if werr != nil {
-				return total, werr
-			}
-		}
-		if rerr != nil {
-			if rerr == io.EOF {
-				return total, nil
-			}
-			return total, rerr
-		}
-	}
+	return relay.Copy(dst, src, nil)
 }
 
 // workers runs short jobs on goroutines that are kept a while after their job. A relayed

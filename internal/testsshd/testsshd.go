@@ -27,11 +27,17 @@ type Options struct {
 	// Env is set in every session (sshd's SetEnv), e.g. HOME or XDG_CONFIG_HOME pointing
 	// into a temporary directory so that default remote paths stay inside the test.
 	Env map[string]string
+	// Host is the address sshd listens on; default 127.0.0.1.
+	Host string
+	// Namespace, when set, runs sshd inside that network namespace (`ip netns exec`), so that
+	// its sessions see only that namespace's network: a device on a network of its own.
+	Namespace string
 }
 
 // Server is a running sshd.
 type Server struct {
 	Port int
+	Host string // the address sshd listens on
 	User string // the login user (the one running the test)
 	Dir  string // holds the keys, configs and, for BusyBox, the applet directory
 	// ClientConfig is an ssh_config file for `ssh -F`: it pins the host key, names the user
@@ -40,9 +46,10 @@ type Server struct {
 	// SSHCommand is an ssh command line (for TESSEL_PROXY_SSH_COMMAND) that uses ClientConfig.
 	SSHCommand string
 
-	cmd    *exec.Cmd
-	stderr *bytes.Buffer
-	done   chan error
+	namespace string
+	cmd       *exec.Cmd
+	stderr    *bytes.Buffer
+	done      chan error
 }
 
 // Start starts sshd and stops it when the test ends. A missing OpenSSH fails the test with
@@ -68,7 +75,10 @@ func Start(t testing.TB, opts Options) *Server {
 		t.Fatalf("create /run/sshd (tests with sshd run as root): %v", err)
 	}
 	dir := t.TempDir()
-	s := &Server{User: u.Username, Dir: dir, ClientConfig: filepath.Join(dir, "ssh_config")}
+	s := &Server{User: u.Username, Host: opts.Host, Dir: dir, ClientConfig: filepath.Join(dir, "ssh_config"), namespace: opts.Namespace}
+	if s.Host == "" {
+		s.Host = "127.0.0.1"
+	}
 	keygen(t, filepath.Join(dir, "host_key"))
 	keygen(t, filepath.Join(dir, "id_user"))
 	userPub, err := os.ReadFile(filepath.Join(dir, "id_user.pub"))
@@ -112,7 +122,7 @@ func Start(t testing.TB, opts Options) *Server {
 	for attempt := 0; attempt < 5; attempt++ {
 		s.Port = freePort(t)
 		config := fmt.Sprintf(`Port %d
-ListenAddress 127.0.0.1
+ListenAddress %s
 HostKey %s
 PidFile %s
 AuthorizedKeysFile %s
@@ -125,7 +135,7 @@ KbdInteractiveAuthentication no
 UsePAM no
 PrintMotd no
 LogLevel ERROR
-%s`, s.Port, filepath.Join(dir, "host_key"), filepath.Join(dir, "sshd.pid"),
+%s`, s.Port, s.Host, filepath.Join(dir, "host_key"), filepath.Join(dir, "sshd.pid"),
 			filepath.Join(dir, "authorized_keys"), force)
 		writeFile(t, filepath.Join(dir, "sshd_config"), config)
 		if lastErr = s.start(); lastErr == nil {
@@ -139,7 +149,7 @@ LogLevel ERROR
 
 	hostKey := strings.Fields(string(hostPub))
 	writeFile(t, filepath.Join(dir, "known_hosts"),
-		fmt.Sprintf("[127.0.0.1]:%d %s %s\n", s.Port, hostKey[0], hostKey[1]))
+		fmt.Sprintf("[%s]:%d %s %s\n", s.Host, s.Port, hostKey[0], hostKey[1]))
 	writeFile(t, s.ClientConfig, fmt.Sprintf(`Host *
   IdentityFile %s
   IdentitiesOnly yes
@@ -153,15 +163,19 @@ LogLevel ERROR
 	return s
 }
 
-// Address returns the device address ssh://user@127.0.0.1:port followed by path (which, when
+// Address returns the device address ssh://user@host:port followed by path (which, when
 // not empty, starts with /).
 func (s *Server) Address(path string) string {
-	return fmt.Sprintf("ssh://%s@127.0.0.1:%d%s", s.User, s.Port, path)
+	return fmt.Sprintf("ssh://%s@%s%s", s.User, net.JoinHostPort(s.Host, fmt.Sprint(s.Port)), path)
 }
 
 func (s *Server) start() error {
 	s.stderr = &bytes.Buffer{}
-	s.cmd = exec.Command("/usr/sbin/sshd", "-D", "-e", "-f", filepath.Join(s.Dir, "sshd_config"))
+	argv := []string{"/usr/sbin/sshd", "-D", "-e", "-f", filepath.Join(s.Dir, "sshd_config")}
+	if s.namespace != "" {
+		argv = append([]string{"ip", "netns", "exec", s.namespace}, argv...)
+	}
+	s.cmd = exec.Command(argv[0], argv[1:]...)
 	s.cmd.Stderr = s.stderr
 	// If the test binary dies (a timeout panic skips Cleanup), sshd goes with it.
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -177,7 +191,7 @@ func (s *Server) start() error {
 			return fmt.Errorf("sshd exited: %v: %s", err, s.stderr.String())
 		default:
 		}
-		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", s.Port))
+		c, err := net.Dial("tcp", net.JoinHostPort(s.Host, fmt.Sprint(s.Port)))
 		if err == nil {
 			c.Close()
 			return nil

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -135,14 +134,4 @@ func isUsage(err error) bool {
 	msg := err.Error()
 	return strings.Contains(msg, "Required flag") || strings.Contains(msg, "No help topic") ||
 		strings.Contains(msg, "flag provided but not defined")
-}
-
-// stderrIsTerminal reports whether f is a terminal (used to decide on colour and prompts).
-func isTerminal(f any) bool {
-	file, ok := f.(*os.File)
-	if !ok {
-		return false
-	}
-	st, err := file.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }

@@ -237,7 +237,7 @@ func runLogout(ctx context.Context, io IO, profile string) error {
 		return exitCode(ExitFailure, fmt.Errorf("logout: token removed from this machine, revocation failed: %w", rerr))
 	case revoked:
 		fmt.Fprintf(io.Err, "Logged out of %s (profile %s); the issuer revoked the token.\n", creds.Issuer, profile)
-	case creds.Issuer != "":
+	case creds.ClientID != "":
 		fmt.Fprintf(io.Err, "Logged out of %s (profile %s); it has no revocation endpoint, so the token stays valid until it expires.\n", creds.Issuer, profile)
 	default:
 		fmt.Fprintf(io.Err, "Logged out (profile %s); the API key was removed from this machine but stays valid: revoke it where you created it.\n", profile)

@@ -50,7 +50,6 @@ func TestLoginServeRunEndToEnd(t *testing.T) {
 	serve := exec.Command(bin, "serve", "--listen", "127.0.0.1:0", "--cert", certFile, "--key", keyFile,
 		"--self-signed", "--oidc-issuer", s.Issuer, "--oidc-audience", testoidc.Audience, "--allow", "127.0.0.0/8")
 	serve.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir}
-	serve.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	serveErr, err := serve.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

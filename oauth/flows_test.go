@@ -74,7 +74,15 @@ func TestDeviceLoginHonoursIntervalAndSlowDown(t *testing.T) {
 		go func() {
 			// Approve only after the client has polled once (and been told to slow down), so
 			// that it must poll again at its lengthened interval.
-			for deadline := time.Now().Add(30 * time.Second); s.Stats(t).Polls == 0; time.Sleep(50 * time.Millisecond) {
+			for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+				st, err := s.Stats()
+				if err != nil {
+					userDone <- err
+					return
+				}
+				if st.Polls > 0 {
+					break
+				}
 				if time.Now().After(deadline) {
 					userDone <- errors.New("the client never polled")
 					return
@@ -93,8 +101,12 @@ func TestDeviceLoginHonoursIntervalAndSlowDown(t *testing.T) {
 	// The server answers slow_down to any poll sooner than its interval (plus 5 s for each
 	// slow_down), and to the first poll on purpose: a client that polls faster than told, or
 	// ignores slow_down, collects more than one.
-	if st := s.Stats(t); st.SlowDowns != 1 || st.Polls != 1 {
-		t.Errorf("server sent %d slow_down answers in %d polls; want only the forced one", st.SlowDowns, st.Polls)
+	st, err := s.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.SlowDowns != 1 || st.Polls != 1 {
+		t.Errorf("server sent %d slow_down answers in %d pending polls; want 1 in 1 (the forced one)", st.SlowDowns, st.Polls)
 	}
 }
 
@@ -166,8 +178,12 @@ func TestWebLoginRefusesWrongState(t *testing.T) {
 	userDone := make(chan error, 1)
 	open := func(u string) error {
 		go func() {
-			q := mustQuery(t, u)
-			forged := q.Get("redirect_uri") + "?code=attacker-code&state=guess"
+			parsed, err := url.Parse(u)
+			if err != nil {
+				userDone <- err
+				return
+			}
+			forged := parsed.Query().Get("redirect_uri") + "?code=attacker-code&state=guess"
 			resp, err := http.Get(forged)
 			if err != nil {
 				userDone <- err

@@ -182,9 +182,6 @@ func (f File) read() (fileContent, error) {
 // not even for a moment.
 func (f File) write(content fileContent) error {
 	dir := filepath.Dir(f.Path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
 	if len(content.Profiles) == 0 {
 		if err := os.Remove(f.Path); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return err
@@ -227,33 +224,49 @@ func (f File) Load(profile string) (*Credentials, error) {
 	return c, nil
 }
 
-// Save stores the profile's credentials, replacing any.
-func (f File) Save(profile string, c *Credentials) error {
+// update applies change to the file's content under the file's lock.
+func (f File) update(change func(*fileContent) bool) error {
+	if err := os.MkdirAll(filepath.Dir(f.Path), 0o700); err != nil {
+		return fmt.Errorf("write %s: %w", f.Path, err)
+	}
+	unlock, err := lockDir(filepath.Dir(f.Path))
+	if err != nil {
+		return fmt.Errorf("lock %s: %w", f.Path, err)
+	}
+	defer unlock()
 	content, err := f.read()
 	if err != nil {
 		return err
 	}
-	content.Profiles[profile] = c
+	if !change(&content) {
+		return nil
+	}
 	if err := f.write(content); err != nil {
 		return fmt.Errorf("write %s: %w", f.Path, err)
 	}
 	return nil
 }
 
+// Save stores the profile's credentials, replacing any.
+func (f File) Save(profile string, c *Credentials) error {
+	return f.update(func(content *fileContent) bool {
+		content.Profiles[profile] = c
+		return true
+	})
+}
+
 // Delete removes the profile's credentials, and the file when no profile is left.
 func (f File) Delete(profile string) error {
-	content, err := f.read()
-	if err != nil {
-		return err
-	}
-	if _, ok := content.Profiles[profile]; !ok {
+	if _, err := os.Stat(f.Path); errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
-	delete(content.Profiles, profile)
-	if err := f.write(content); err != nil {
-		return fmt.Errorf("write %s: %w", f.Path, err)
-	}
-	return nil
+	return f.update(func(content *fileContent) bool {
+		if _, ok := content.Profiles[profile]; !ok {
+			return false
+		}
+		delete(content.Profiles, profile)
+		return true
+	})
 }
 
 // Where the credentials in use were found.

@@ -2,10 +2,12 @@ package oauth
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -186,6 +188,27 @@ func TestDefaultFilePath(t *testing.T) {
 		got, err := DefaultFilePath(func(k string) (string, bool) { v, ok := tc.env[k]; return v, ok })
 		if err != nil || got != tc.want {
 			t.Errorf("DefaultFilePath(%v) = %q, %v, want %q", tc.env, got, err, tc.want)
+		}
+	}
+}
+
+// Concurrent updates (say, two programs refreshing different profiles) lose nothing.
+func TestFileStoreConcurrentSaves(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "credentials.json")
+	var wg sync.WaitGroup
+	for i := range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := (File{Path: path}).Save(fmt.Sprint("p", i), &Credentials{AccessToken: fmt.Sprint("t", i)}); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	for i := range 20 {
+		if c, err := (File{Path: path}).Load(fmt.Sprint("p", i)); err != nil || c.AccessToken != fmt.Sprint("t", i) {
+			t.Errorf("profile p%d: %+v, %v", i, c, err)
 		}
 	}
 }

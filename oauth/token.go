@@ -99,9 +99,9 @@ func Refresh(ctx context.Context, c *Credentials) (*Credentials, error) {
 
 // Revoke asks the issuer to revoke c's tokens (RFC 7009): the refresh token, which ends the
 // grant, and the access token. It returns false, nil when the issuer has no revocation
-// endpoint.
+// endpoint, or when c is a pasted key (no client id: not ours to revoke).
 func Revoke(ctx context.Context, c *Credentials) (bool, error) {
-	if c.Issuer == "" {
+	if c.Issuer == "" || c.ClientID == "" {
 		return false, nil
 	}
 	iss, err := Discover(ctx, c.Issuer)

@@ -119,7 +119,12 @@ func TestRevoke(t *testing.T) {
 	if _, err := Refresh(context.Background(), creds); err == nil || !strings.Contains(err.Error(), "invalid_grant") {
 		t.Errorf("refresh token still works after logout: %v", err)
 	}
-	if revoked, err := Revoke(context.Background(), &Credentials{AccessToken: "pasted"}); revoked || err != nil {
+	// A pasted key, even a JWT naming the issuer, is not this client's to revoke.
+	pasted := Inspect(s.ServiceToken(t, ""))
+	if pasted.Issuer != s.Issuer {
+		t.Fatalf("Inspect read issuer %q", pasted.Issuer)
+	}
+	if revoked, err := Revoke(context.Background(), pasted); revoked || err != nil {
 		t.Errorf("Revoke of a pasted key = %v, %v, want nothing to do", revoked, err)
 	}
 }

@@ -8,9 +8,13 @@ if [[ -z ${TESSEL_PROXY_TEST_BUS:-} ]]; then
   export TESSEL_PROXY_TEST_BUS=1
   exec dbus-run-session -- "$0" "$@"
 fi
-# gnome-keyring-daemon prints the variables to export; the control socket lives in the bus's
-# runtime dir.
-export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-$(mktemp -d)}
+# A keyring of the tests' own: gnome-keyring keeps its files under XDG_DATA_HOME, so a fresh
+# directory means a fresh login keyring created with this password, whatever the machine's
+# user already has. gnome-keyring-daemon prints the variables to export.
+keyring_home=$(mktemp -d)
+trap 'rm -rf "$keyring_home"' EXIT
+export XDG_DATA_HOME=$keyring_home/data XDG_RUNTIME_DIR=$keyring_home/run
+mkdir -p "$XDG_DATA_HOME" "$XDG_RUNTIME_DIR" && chmod 700 "$XDG_RUNTIME_DIR"
 eval "$(echo -n test-keyring-password | gnome-keyring-daemon --unlock --components=secrets)"
 export GNOME_KEYRING_CONTROL
 

@@ -126,7 +126,7 @@ func (s *Server) start() error {
 	cmd.Dir = Dir()
 	cmd.Env = env
 	// The server must not outlive the test binary, even when the binary is killed.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	cmd.SysProcAttr = procAttr()
 	logs := &strings.Builder{}
 	var logMu sync.Mutex
 	cmd.Stderr = writerFunc(func(p []byte) (int, error) {
@@ -247,18 +247,15 @@ type Stats struct {
 }
 
 // Stats returns the server's device-flow polling counters.
-func (s *Server) Stats(t testing.TB) Stats {
-	t.Helper()
+func (s *Server) Stats() (Stats, error) {
 	resp, err := oneShot.Get(s.Issuer + "/test/stats")
 	if err != nil {
-		t.Fatal(err)
+		return Stats{}, err
 	}
 	defer resp.Body.Close()
 	var st Stats
-	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
-		t.Fatal(err)
-	}
-	return st
+	err = json.NewDecoder(resp.Body).Decode(&st)
+	return st, err
 }
 
 // CompleteDevice plays the user of the device flow: opens verificationURI, enters userCode,

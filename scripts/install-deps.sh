@@ -7,11 +7,10 @@ cd "$(dirname "$0")/.."
 
 packages=(
   curl git python3 iproute2 openssl      # clients run through `run`; network namespaces; cert checks
-  nginx-light                            # a real HTTP/HTTPS target
+  nginx-light                            # the target in scripts/bench.sh
   openssh-server openssh-client busybox  # devices reached over ssh, BusyBox sh on the device
   dbus dbus-x11 gnome-keyring libsecret-tools  # a real Secret Service for the keyring
   zsh fish bash-completion groff-base man-db make  # completions, man pages, make install
-  chromium                               # the browser in the OAuth browser-flow test
   nodejs npm                             # the OAuth test server (oidc-provider)
 )
 missing=()

@@ -312,8 +312,11 @@ func loadDeviceRegistry(io IO) (*deviceenv.Registry, error) {
 // openDeviceStore opens the env file of the device chosen by name (--device), else
 // $TESSEL_DEVICE, else the default device, else local.
 func openDeviceStore(io IO, name string) (deviceenv.Store, error) {
+	from := ""
 	if name == "" {
-		name = io.Getenv("TESSEL_DEVICE")
+		if name = io.Getenv("TESSEL_DEVICE"); name != "" {
+			from = "TESSEL_DEVICE: "
+		}
 	}
 	reg, err := loadDeviceRegistry(io)
 	if err != nil {
@@ -321,7 +324,7 @@ func openDeviceStore(io IO, name string) (deviceenv.Store, error) {
 	}
 	dev, err := reg.Resolve(name)
 	if err != nil {
-		return nil, usageError("%v", err)
+		return nil, usageError("%s%v", from, err)
 	}
 	st, err := deviceenv.OpenStore(dev, io.LookupEnv)
 	if err != nil {

@@ -10,8 +10,10 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/tessel/tessel-proxy/deviceenv"
+	"github.com/tessel/tessel-proxy/oauth"
 	"github.com/urfave/cli/v2"
 )
 
@@ -76,7 +78,9 @@ copy a local certificate, use PROXY_CERT=@file.
 
 --from-file F sets every variable of the dotenv file F (- for stdin); arguments win
 over it. --from-login stores the token in use (PROXY_TOKEN, TM_API_KEY, else the one
-saved by tessel-proxy login) as PROXY_TOKEN.
+saved by tessel-proxy login) as PROXY_TOKEN. An OAuth access token from login expires
+within hours and a device cannot renew it, so --from-login warns about one (and refuses
+an expired one): for a device, prefer a long-lived API key (PROXY_TOKEN - < key.txt).
 
 Every PROXY_* value is validated first; if one is wrong nothing is written and the
 exit status is 2. Unknown keys are stored; a near miss of a known one (PROXY_PRT)
@@ -202,19 +206,32 @@ func runEnvSet(ctx context.Context, o *EnvSetOptions) error {
 		}
 	}
 
+	tokenWarning := "" // said after the write, which may fail for other reasons
 	if o.FromLogin {
 		cfg, err := deviceenv.LoadLocal(o.IO.LookupEnv)
 		if err != nil {
 			return usageError("--from-login: %v", err)
 		}
-		token, source, err := resolveToken(ctx, o.IO, cfg)
+		active, err := activeToken(ctx, o.IO, cfg, profileFromEnv(o.IO), true)
+		if errors.Is(err, oauth.ErrNotLoggedIn) {
+			return exitCode(ExitFailure, errors.New("--from-login: no token: run `tessel-proxy login` first (or set PROXY_TOKEN)"))
+		}
 		if err != nil {
 			return exitCode(ExitFailure, fmt.Errorf("--from-login: %w", err))
 		}
-		if token == "" {
-			return exitCode(ExitFailure, errors.New("--from-login: no token: run `tessel-proxy login` first (or set PROXY_TOKEN)"))
+		if exp := active.Expiry(); !exp.IsZero() {
+			if !exp.After(time.Now()) {
+				return exitCode(ExitFailure, fmt.Errorf("--from-login: the token in use (%s) expired at %s; a device needs a token that works: store a long-lived API key with `tessel-proxy env set%s PROXY_TOKEN - < key.txt`",
+					active.Source, exp.UTC().Format(time.RFC3339), deviceArg(o.Device)))
+			}
+			if time.Until(exp) < shortLivedToken {
+				tokenWarning = fmt.Sprintf("warning: the token in use (%s) expires at %s (in %s) and the device cannot renew it: "+
+					"tessel-proxy run there fails from then on. For a device, store a long-lived API key instead: "+
+					"`tessel-proxy env set%s PROXY_TOKEN - < key.txt`, or log in with it (`tessel-proxy login --with-token < key.txt`) and use --from-login again\n",
+					active.Source, exp.UTC().Format(time.RFC3339), roughDuration(time.Until(exp)), deviceArg(o.Device))
+			}
 		}
-		list = append(list, envAssignment{deviceenv.VarToken, token, "login (" + source + ")", false})
+		list = append(list, envAssignment{deviceenv.VarToken, active.Token, "login (" + active.Source + ")", false})
 	}
 
 	// Check everything before writing anything.
@@ -259,7 +276,40 @@ func runEnvSet(ctx context.Context, o *EnvSetOptions) error {
 		return exitCode(ExitFailure, err)
 	}
 	fmt.Fprintf(o.IO.Err, "Set %s on %s.\n", strings.Join(order, ", "), st)
+	fmt.Fprint(o.IO.Err, tokenWarning)
 	return nil
+}
+
+// shortLivedToken is the lifetime under which env set --from-login warns that the token it
+// pushes will soon stop working on the device: OAuth access tokens live minutes or hours, API
+// keys months.
+const shortLivedToken = 30 * 24 * time.Hour
+
+// deviceArg is " --device NAME" for a command line to suggest, or "" for the default device.
+func deviceArg(device string) string {
+	if device == "" {
+		return ""
+	}
+	return " --device " + shellWord(device)
+}
+
+// shellWord quotes s for a command line shown to the user only when a shell needs it.
+func shellWord(s string) string {
+	if plainValue.MatchString(s) {
+		return s
+	}
+	return shellQuote(s)
+}
+
+// roughDuration says how long d is, to the minute, in days past two days.
+func roughDuration(d time.Duration) string {
+	if d >= 48*time.Hour {
+		return fmt.Sprintf("%d days", int(d/(24*time.Hour)))
+	}
+	if d < time.Minute {
+		return "under a minute"
+	}
+	return strings.TrimSuffix(d.Round(time.Minute).String(), "0s")
 }
 
 // trimOneNewline drops the newline that echo or an editor leaves after a one-line value; a
@@ -325,6 +375,9 @@ Examples:
 			args, extra, err := splitInterspersed(c.Args().Slice(), []string{"device", "d"}, nil)
 			if err != nil || len(args) != 1 {
 				return usageError("env get: give one KEY, e.g. tessel-proxy env get PROXY_HOST")
+			}
+			if err := deviceenv.CheckKey(args[0]); err != nil {
+				return usageError("env get: %v", err)
 			}
 			device := c.String("device")
 			if v := lastOf(extra.values["device"], extra.values["d"]); v != "" {

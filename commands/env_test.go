@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
@@ -410,7 +411,9 @@ func TestEnvDeviceSelection(t *testing.T) {
 		t.Errorf("--device local over TESSEL_DEVICE: went to %s", got)
 	}
 	f.vars["TESSEL_DEVICE"] = "nosuch"
-	f.fails(2, `no device named "nosuch"`, "env", "list")
+	f.fails(2, `TESSEL_DEVICE: no device named "nosuch"`, "env", "list")
+	delete(f.vars, "TESSEL_DEVICE")
+	f.fails(2, `env get: "A B" is not a variable name`, "env", "get", "A B")
 }
 
 func TestEnvSSHErrorsNameTheDevice(t *testing.T) {
@@ -420,4 +423,92 @@ func TestEnvSSHErrorsNameTheDevice(t *testing.T) {
 	f.ok("", "device", "add", "gone", fmt.Sprintf("ssh://%s@127.0.0.1:1/tmp/env", srv.User))
 	f.fails(1, "device gone", "env", "set", "--device", "gone", "A=1")
 	f.fails(1, "Connection refused", "env", "list", "--device", "gone")
+}
+
+// unsignedJWT is a token shaped like an OAuth access token that expires at exp. Nothing here
+// verifies signatures: the expiry is read for the user's information only.
+func unsignedJWT(sub string, exp time.Time) string {
+	enc := func(v any) string {
+		b, _ := json.Marshal(v)
+		return base64.RawURLEncoding.EncodeToString(b)
+	}
+	return enc(map[string]string{"alg": "RS256", "typ": "JWT"}) + "." +
+		enc(map[string]any{"sub": sub, "exp": exp.Unix()}) + ".c2ln"
+}
+
+// An OAuth access token lives an hour; on a device, where nothing renews it, it stops working
+// soon after env set --from-login stores it. Say so, and refuse one that has expired already.
+func TestEnvSetFromLoginShortLivedToken(t *testing.T) {
+	f := newEnvFixture(t)
+	exp := time.Now().Add(time.Hour).Truncate(time.Second)
+	f.vars["PROXY_TOKEN"] = unsignedJWT("ann", exp)
+	_, errOut, code := f.run("", "env", "set", "--from-login")
+	if code != 0 {
+		t.Fatalf("--from-login: exit %d: %s", code, errOut)
+	}
+	for _, want := range []string{"warning:", "expires at " + exp.UTC().Format(time.RFC3339), "long-lived API key", "login --with-token", "PROXY_TOKEN - < key.txt"} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("--from-login with a token that expires in an hour: stderr lacks %q:\n%s", want, errOut)
+		}
+	}
+	if m, _ := deviceenv.ReadEnvFile(f.envFile); m["PROXY_TOKEN"] != f.vars["PROXY_TOKEN"] {
+		t.Errorf("the token was not stored: %q", m["PROXY_TOKEN"])
+	}
+
+	// A key that lives for months, or says nothing about its expiry, is what a device needs.
+	for _, token := range []string{unsignedJWT("ann", time.Now().Add(365*24*time.Hour)), "opaque-api-key"} {
+		f.vars["PROXY_TOKEN"] = token
+		if _, errOut, code := f.run("", "env", "set", "--from-login"); code != 0 || strings.Contains(errOut, "warning") {
+			t.Errorf("--from-login with a long-lived key: exit %d: %s", code, errOut)
+		}
+	}
+
+	f.vars["PROXY_TOKEN"] = unsignedJWT("ann", time.Now().Add(-time.Minute))
+	before, _ := os.ReadFile(f.envFile)
+	f.fails(1, "expired at", "env", "set", "--from-login")
+	if after, _ := os.ReadFile(f.envFile); !bytes.Equal(before, after) {
+		t.Error("an expired token was stored")
+	}
+}
+
+// Secrets travel to a device on ssh's stdin, never on a command line that ps shows there or
+// here, and never in a message.
+func TestEnvSecretsStayOutOfArgv(t *testing.T) {
+	srv := testsshd.Start(t, testsshd.Options{})
+	f := newEnvFixture(t)
+	dir := t.TempDir()
+	argvLog := filepath.Join(dir, "argv")
+	wrapper := filepath.Join(dir, "ssh-wrapper")
+	if err := os.WriteFile(wrapper, []byte("#!/bin/sh\nprintf '%s\\n' \"$@\" >> '"+argvLog+"'\nexec \"$@\"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f.vars["TESSEL_PROXY_SSH_COMMAND"] = wrapper + " " + srv.SSHCommand
+	remote := filepath.Join(t.TempDir(), "env")
+	f.ok("", "device", "add", "pi", srv.Address(remote))
+
+	const secret = "s3cret-value-never-in-argv"
+	_, errOut, code := f.run(secret+"\n", "env", "set", "--device", "pi", "PROXY_TOKEN", "-")
+	if code != 0 {
+		t.Fatalf("env set: exit %d: %s", code, errOut)
+	}
+	f.vars["TM_API_KEY"] = secret + "-2"
+	if _, errOut, code = f.run("", "env", "set", "--device", "pi", "--from-login"); code != 0 {
+		t.Fatalf("env set --from-login: exit %d: %s", code, errOut)
+	}
+	if _, errOut, code = f.run("", "env", "list", "--device", "pi"); code != 0 || strings.Contains(errOut, secret) {
+		t.Fatalf("env list: exit %d: %s", code, errOut)
+	}
+	if m, _ := deviceenv.ReadEnvFile(remote); m["PROXY_TOKEN"] != secret+"-2" {
+		t.Fatalf("the device holds %q", m)
+	}
+	argv, err := os.ReadFile(argvLog)
+	if err != nil || !strings.Contains(string(argv), "BatchMode=yes") {
+		t.Fatalf("ssh was not run through the wrapper: %v\n%s", err, argv)
+	}
+	if strings.Contains(string(argv), secret) {
+		t.Errorf("a secret is on ssh's command line:\n%s", argv)
+	}
+	if fi, err := os.Stat(remote); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("the device's env file after two rewrites: %v, %v; want mode 0600", fi.Mode(), err)
+	}
 }

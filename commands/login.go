@@ -49,17 +49,41 @@ func loginCommand(io IO) *cli.Command {
 		Name:      "login",
 		Usage:     "get a token through OAuth 2.0 and keep it in the OS keyring",
 		UsageText: "tessel-proxy login [--issuer URL] [--client-id ID] [--scopes a,b,c] [--device|--web|--with-token] [--profile NAME] [--insecure-storage]",
-		Description: "Signs in at an OpenID Connect issuer as a public client (no client secret) and " +
-			"stores the access and refresh tokens in the OS keyring. --device shows a code to enter " +
-			"on any device with a browser (works over SSH and headless); --web opens a browser here " +
-			"(authorization code with PKCE, redirected to 127.0.0.1); without either, the web flow " +
-			"is used on a desktop session and the device flow otherwise. --with-token reads an API " +
-			"key from stdin instead. The stored token is used by `run` when neither PROXY_TOKEN nor " +
-			"TM_API_KEY is set, and refreshed when it expires.",
+		Description: `Signs in at an OpenID Connect issuer as a public client (no client secret) and
+keeps the access and refresh tokens in the OS keyring. run, route and env set
+--from-login use that token when neither PROXY_TOKEN nor TM_API_KEY is set, and
+refresh it when it expires.
+
+Flows:
+   --device      shows a one-time code and an address: enter the code in a browser on
+                 any device (works over SSH and without a display).
+   --web         opens a browser on this machine (authorization code with PKCE,
+                 redirected to http://127.0.0.1:PORT/callback).
+   (neither)     --web on a desktop session, --device otherwise (and over SSH).
+   --with-token  reads an API key from stdin instead of signing in; nothing to refresh,
+                 which suits devices.
+
+Without a keyring (a headless Linux box: no Secret Service on the session D-Bus) login
+fails and says what to start; --insecure-storage keeps the token in a file of mode 0600
+(credentials.json in the config directory) instead.
+
+A self-hosted issuer (Keycloak, Authentik, Dex, ...) needs a public client with id
+tessel-proxy (or --client-id): token endpoint auth method none; grants device code,
+authorization code with PKCE (S256) and refresh token; redirect URI
+http://127.0.0.1/callback on any port (RFC 8252); JWT access tokens with an audience
+the proxy checks, e.g. urn:tessel-proxy (tessel-proxy serve --oidc-issuer URL
+--oidc-audience urn:tessel-proxy).
+
+Examples:
+   tessel-proxy login --issuer https://login.example.com
+   TESSEL_PROXY_ISSUER=https://login.example.com tessel-proxy login --device
+   tessel-proxy login --with-token < key.txt
+   tessel-proxy login --issuer https://sso.work.example --profile work
+   tessel-proxy auth status`,
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "issuer", Usage: "OpenID Connect issuer `URL` (env TESSEL_PROXY_ISSUER)"},
+			&cli.StringFlag{Name: "issuer", Usage: "OpenID Connect issuer `URL`, https (env TESSEL_PROXY_ISSUER)"},
 			&cli.StringFlag{Name: "client-id", Usage: "OAuth client `ID` registered at the issuer (env TESSEL_PROXY_CLIENT_ID)", DefaultText: DefaultClientID},
-			&cli.StringFlag{Name: "scopes", Usage: "`SCOPES` to request, comma- or space-separated", DefaultText: strings.Join(oauth.DefaultScopes, ",")},
+			&cli.StringFlag{Name: "scopes", Usage: "`SCOPES` to request, comma- or space-separated", DefaultText: strings.Join(oauth.DefaultScopes(), ",")},
 			&cli.BoolFlag{Name: "device", Usage: "use the device flow: enter a code on any device with a browser"},
 			&cli.BoolFlag{Name: "web", Usage: "use the browser on this machine"},
 			&cli.BoolFlag{Name: "with-token", Usage: "read an API key from stdin instead of signing in"},
@@ -91,7 +115,7 @@ func loginCommand(io IO) *cli.Command {
 					return usageError("login: --scopes is empty: give a comma- or space-separated list, e.g. openid,offline_access")
 				}
 			} else {
-				o.Scopes = oauth.DefaultScopes
+				o.Scopes = oauth.DefaultScopes()
 			}
 			var flows []string
 			for _, f := range []string{"device", "web", "with-token"} {
@@ -135,6 +159,12 @@ func runLogin(ctx context.Context, o *LoginOptions) error {
 
 	var creds *oauth.Credentials
 	if o.Flow == "token" {
+		if f, ok := o.IO.In.(*os.File); ok {
+			if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+				// Reading a terminal until end of input would otherwise look like a hang.
+				fmt.Fprintln(o.IO.Err, "Paste the API key, then press Enter and Ctrl-D (or pipe it in: tessel-proxy login --with-token < key.txt):")
+			}
+		}
 		if creds, err = oauth.PastedToken(o.IO.In); err != nil {
 			return exitCode(ExitFailure, fmt.Errorf("login: %w", err))
 		}
@@ -255,7 +285,8 @@ func authCommand(io IO) *cli.Command {
 				Usage: "show the account, issuer, token source and expiry",
 				Description: "Shows which token `run` would use and where it comes from: PROXY_TOKEN, " +
 					"TM_API_KEY (environment or device env file), the keyring or the file written by " +
-					"login --insecure-storage. Exits 1 when there is no token.",
+					"login --insecure-storage. Exits 1 when there is no token, or when it has expired and " +
+					"cannot be refreshed.",
 				Flags: []cli.Flag{
 					profileFlag(),
 					&cli.BoolFlag{Name: "json", Usage: "print a JSON object (without the token)"},
@@ -297,7 +328,7 @@ func runAuthStatus(ctx context.Context, io IO, profile string, asJSON bool) erro
 	active, err := activeToken(ctx, io, cfg, profile, false)
 	if err != nil {
 		if errors.Is(err, oauth.ErrNotLoggedIn) {
-			return exitCode(ExitFailure, fmt.Errorf("auth status: %w: run `tessel-proxy login`, or set PROXY_TOKEN", err))
+			return notLoggedIn("auth status", profile, "run `"+oauth.LoginCommand(profile)+"`, or set PROXY_TOKEN", err)
 		}
 		return exitCode(ExitFailure, fmt.Errorf("auth status: %w", err))
 	}
@@ -319,10 +350,23 @@ func runAuthStatus(ctx context.Context, io IO, profile string, asJSON bool) erro
 			st.CredentialsFile = stores.File.Path
 		}
 	}
+	// An expired token that nothing will renew is as good as none: say so in the exit status,
+	// after the details, so that scripts can test `auth status` alone.
+	var unusable error
+	if st.Expired && !st.Refreshable {
+		fix := "run `" + oauth.LoginCommand(profile) + "` again"
+		if active.Credentials == nil {
+			fix = "replace " + active.Source + " (it overrides login)"
+		}
+		unusable = exitCode(ExitFailure, fmt.Errorf("auth status: the token in use (%s) expired at %s: %s", active.Source, st.Expiry.Format(time.RFC3339), fix))
+	}
 	if asJSON {
 		enc := json.NewEncoder(io.Out)
 		enc.SetIndent("", "  ")
-		return enc.Encode(st)
+		if err := enc.Encode(st); err != nil {
+			return err
+		}
+		return unusable
 	}
 	line := func(k, v string) { fmt.Fprintf(io.Out, "%-9s %s\n", k+":", v) }
 	if active.Credentials != nil {
@@ -350,11 +394,22 @@ func runAuthStatus(ctx context.Context, io IO, profile string, asJSON bool) erro
 	case st.Expired && st.Refreshable:
 		line("expires", fmt.Sprintf("%s (expired; refreshed on next use)", st.Expiry.Format(time.RFC3339)))
 	case st.Expired:
-		line("expires", fmt.Sprintf("%s (expired: run `tessel-proxy login`)", st.Expiry.Format(time.RFC3339)))
+		line("expires", fmt.Sprintf("%s (expired)", st.Expiry.Format(time.RFC3339)))
 	default:
 		line("expires", fmt.Sprintf("%s (in %s)", st.Expiry.Format(time.RFC3339), time.Until(*st.Expiry).Round(time.Second)))
 	}
-	return nil
+	return unusable
+}
+
+// notLoggedIn is the error of a command that found no token: what to do comes first, then,
+// when the keyring could not be asked, why it may hold a login that could not be seen.
+func notLoggedIn(command, profile, todo string, err error) error {
+	msg := fmt.Sprintf("%s: not logged in (profile %s): %s", command, profile, todo)
+	var ku *oauth.KeyringUnavailableError
+	if errors.As(err, &ku) {
+		msg += ". Besides, " + ku.Error()
+	}
+	return exitCode(ExitFailure, errors.New(msg))
 }
 
 func runAuthToken(ctx context.Context, io IO, profile string) error {
@@ -365,7 +420,7 @@ func runAuthToken(ctx context.Context, io IO, profile string) error {
 	active, err := activeToken(ctx, io, cfg, profile, true)
 	if err != nil {
 		if errors.Is(err, oauth.ErrNotLoggedIn) {
-			return exitCode(ExitFailure, fmt.Errorf("auth token: %w: run `tessel-proxy login`", err))
+			return notLoggedIn("auth token", profile, "run `"+oauth.LoginCommand(profile)+"`, or set PROXY_TOKEN", err)
 		}
 		return exitCode(ExitFailure, fmt.Errorf("auth token: %w", err))
 	}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/tessel/tessel-proxy/internal/testoidc"
+	"github.com/tessel/tessel-proxy/oauth"
 )
 
 // loginEnv is a user's environment for login tests: a home of its own (so the credentials file
@@ -317,5 +318,172 @@ func TestLoginDeviceCtrlC(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(home, ".config", "tessel-proxy", "credentials.json")); !os.IsNotExist(err) {
 		t.Errorf("a cancelled login stored credentials: %v", err)
+	}
+}
+
+// login --help is where a user learns the flows and what a self-hosted issuer must offer.
+func TestLoginHelpTeachesFlowsAndIssuerSetup(t *testing.T) {
+	out, errs, code := mainWith(func(string) (string, bool) { return "", false }, "", "login", "--help")
+	if code != 0 {
+		t.Fatalf("login --help: exit %d: %s", code, errs)
+	}
+	for _, want := range []string{
+		"--device", "--web", "--with-token", "--insecure-storage", // the flows and the keyring-less way out
+		"public client", "token endpoint auth method none", "device code", "PKCE (S256)", "refresh token",
+		"http://127.0.0.1/callback", "--oidc-audience", // what to register at the issuer
+		"Examples:", "tessel-proxy login --issuer https://", "login --with-token < key.txt",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("login --help lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// An expired token that nothing renews makes auth status fail, with advice that fits where
+// the token came from: login cannot help while PROXY_TOKEN overrides it.
+func TestAuthStatusExpiredToken(t *testing.T) {
+	f := newEnvFixture(t)
+	expired := time.Now().Add(-time.Hour).Truncate(time.Second)
+	f.vars["PROXY_TOKEN"] = unsignedJWT("bo", expired)
+	for _, args := range [][]string{{"auth", "status"}, {"auth", "status", "--json"}} {
+		out, errs, code := f.run("", args...)
+		if code != 1 || !strings.Contains(errs, "expired at "+expired.UTC().Format(time.RFC3339)) ||
+			!strings.Contains(errs, "replace PROXY_TOKEN") || strings.Contains(errs, "tessel-proxy login") {
+			t.Errorf("%v with an expired PROXY_TOKEN: exit %d, stderr %q; want 1 and advice to replace PROXY_TOKEN", args, code, errs)
+		}
+		if !strings.Contains(out, "bo") {
+			t.Errorf("%v printed no details: %q", args, out)
+		}
+	}
+
+	// A pasted key kept by login --insecure-storage, expired: log in again.
+	delete(f.vars, "PROXY_TOKEN")
+	f.vars["TESSEL_PROXY_PROFILE"] = "expired-work"
+	path := filepath.Join(f.home, ".config", "tessel-proxy", "credentials.json")
+	os.MkdirAll(filepath.Dir(path), 0o700)
+	blob, _ := json.Marshal(map[string]any{"profiles": map[string]any{f.vars["TESSEL_PROXY_PROFILE"]: map[string]any{
+		"access_token": "pasted-key", "expiry": expired}}})
+	os.WriteFile(path, blob, 0o600)
+	_, errs, code := f.run("", "auth", "status")
+	if code != 1 || !strings.Contains(errs, "run `tessel-proxy login --profile "+f.vars["TESSEL_PROXY_PROFILE"]+"` again") {
+		t.Errorf("auth status with an expired stored key: exit %d, stderr %q", code, errs)
+	}
+
+	// Not expired: exit 0.
+	f.vars["PROXY_TOKEN"] = unsignedJWT("bo", time.Now().Add(time.Hour))
+	if _, errs, code := f.run("", "auth", "status"); code != 0 {
+		t.Errorf("auth status with a valid PROXY_TOKEN: exit %d: %s", code, errs)
+	}
+}
+
+// A refresh that rewrites the credentials file keeps it private; once the issuer has revoked
+// the grant, auth token fails (exit 1) and says to log in again, without printing a token.
+func TestAuthTokenAfterRefreshAndRevocation(t *testing.T) {
+	s := testoidc.Start(t, testoidc.Options{AccessTokenTTL: 30 * time.Second}) // inside the refresh margin
+	dir := t.TempDir()
+	urlFile := filepath.Join(dir, "opened-url")
+	script := filepath.Join(dir, "browser")
+	if err := os.WriteFile(script, []byte("#!/bin/sh\nprintf '%s\\n' \"$1\" > "+urlFile+".tmp && mv "+urlFile+".tmp "+urlFile+"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	xdg := filepath.Join(dir, "config")
+	env := loginEnv(t, map[string]string{"DISPLAY": ":0", "BROWSER": script, "XDG_CONFIG_HOME": xdg})
+	profile := testProfile(t)
+	userDone := make(chan error, 1)
+	go func() {
+		deadline := time.Now().Add(30 * time.Second)
+		for time.Now().Before(deadline) {
+			if b, err := os.ReadFile(urlFile); err == nil {
+				userDone <- testoidc.CompleteBrowser(context.Background(), strings.TrimSpace(string(b)), "judy")
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		userDone <- fmt.Errorf("the browser was never opened")
+	}()
+	if _, errs, code := mainWith(env, "", "login", "--web", "--issuer", s.Issuer, "--profile", profile, "--insecure-storage"); code != 0 {
+		t.Fatalf("login exit %d: %s", code, errs)
+	}
+	if err := <-userDone; err != nil {
+		t.Fatal(err)
+	}
+	credsFile := filepath.Join(xdg, "tessel-proxy", "credentials.json")
+	load := func() *oauth.Credentials {
+		c, err := oauth.File{Path: credsFile}.Load(profile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	before := load()
+
+	token := strings.TrimSpace(mustRun(t, env, "auth", "token", "--profile", profile))
+	after := load()
+	if token == before.AccessToken || after.AccessToken != token || after.RefreshToken == before.RefreshToken {
+		t.Errorf("auth token did not refresh and store the rotated tokens")
+	}
+	if fi, err := os.Stat(credsFile); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("credentials file after the refresh rewrote it: %v, %v; want mode 0600", fi.Mode(), err)
+	}
+
+	if revoked, err := oauth.Revoke(context.Background(), after); err != nil || !revoked {
+		t.Fatalf("revoke: %v, %v", revoked, err)
+	}
+	out, errs, code := mainWith(env, "", "auth", "token", "--profile", profile)
+	if code != 1 || out != "" || !strings.Contains(errs, "run `tessel-proxy login --profile "+profile+"` again") {
+		t.Errorf("auth token after revocation: exit %d, stdout %q, stderr %q; want 1 and advice to log in again", code, out, errs)
+	}
+	if strings.Contains(errs, after.RefreshToken) || strings.Contains(errs, after.AccessToken) {
+		t.Errorf("the error shows a token: %s", errs)
+	}
+}
+
+// Without a Secret Service, auth status says first what to do (log in), then why a login
+// may be there unseen; it does not wait for the missing bus.
+func TestAuthStatusWithoutKeyring(t *testing.T) {
+	home := t.TempDir()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestMainProcessHelper$")
+	cmd.Env = append(os.Environ(),
+		`TESSEL_PROXY_TEST_MAIN_ARGS=["auth","status","--profile","nobus"]`,
+		"DBUS_SESSION_BUS_ADDRESS=unix:path="+filepath.Join(home, "no-bus"),
+		"HOME="+home, "XDG_CONFIG_HOME=", "PROXY_TOKEN=", "TM_API_KEY=")
+	out, err := cmd.CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+		t.Fatalf("auth status without a keyring: %v, want exit 1\n%s", err, out)
+	}
+	msg := string(out)
+	todo := strings.Index(msg, "not logged in (profile nobus): run `tessel-proxy login --profile nobus`, or set PROXY_TOKEN")
+	why := strings.Index(msg, "the OS keyring is not available")
+	if todo < 0 || why < todo || strings.Count(msg, "\n") != 1 {
+		t.Errorf("want one line saying to log in, then that the keyring is not available:\n%s", msg)
+	}
+}
+
+// login --with-token on a terminal says what it waits for instead of seeming to hang. The
+// terminal is a real pseudo-terminal (python3's pty module) on which the user has typed the key
+// and Ctrl-D.
+func TestLoginWithTokenPromptsOnTerminal(t *testing.T) {
+	needTool(t, "python3", "python3")
+	home := t.TempDir()
+	cmd := exec.Command("python3", "-c", `import os, pty, subprocess, sys
+m, s = pty.openpty()
+os.write(m, b"typed-key-123\n\x04")
+sys.exit(subprocess.call(sys.argv[1:], stdin=s))`, os.Args[0], "-test.run=^TestMainProcessHelper$")
+	cmd.Env = append(os.Environ(),
+		`TESSEL_PROXY_TEST_MAIN_ARGS=["login","--with-token","--insecure-storage","--profile","tty"]`,
+		"HOME="+home, "XDG_CONFIG_HOME=")
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "Paste the API key, then press Enter and Ctrl-D") {
+		t.Fatalf("login --with-token on a terminal: %v\n%s", err, out)
+	}
+	if c, err := (oauth.File{Path: filepath.Join(home, ".config", "tessel-proxy", "credentials.json")}).Load("tty"); err != nil || c.AccessToken != "typed-key-123" {
+		t.Errorf("stored %+v, %v", c, err)
+	}
+
+	// Piped input needs no prompt.
+	f := newEnvFixture(t)
+	_, errs, code := f.run("piped-key\n", "login", "--with-token", "--insecure-storage", "--profile", "tty")
+	if code != 0 || strings.Contains(errs, "Paste") {
+		t.Errorf("login --with-token from a pipe: exit %d: %s", code, errs)
 	}
 }

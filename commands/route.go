@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"net/url"
 	"strconv"
 	"strings"
 
@@ -30,15 +31,20 @@ func routeCommand(io IO) *cli.Command {
 		Description: `Applies the routing rules that run uses, with this machine's configuration
 (environment, then the device env file), without connecting anywhere. The first word
 of the answer is "direct" or "proxy"; the rest says which rule decided. The host is
-matched as given: no DNS lookup.
+matched as given: no DNS lookup. An IPv6 address may be bare or in brackets; with a
+port it must be in brackets.
+
+Exit status: 0 with an answer; 2 for a malformed HOST[:PORT] or PROXY_* setting (the
+message names it).
 
 Examples:
    tessel-proxy route example.com            # proxy (tunnel to proxy.tessel.io:443)
    tessel-proxy route 192.168.1.20:8080      # direct (PROXY_LOCAL entry 192.168.0.0/16 matches)
-   tessel-proxy route --json db.internal`,
+   tessel-proxy route '[fd00::5]:22'         # IPv6 with a port
+   tessel-proxy route --json db.internal     # {"host", "port", "tls", "route", "reason", "proxy"}`,
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "tls", Usage: "ask about a TLS connection made by the library's TLS dialer (PROXY_TRUSTED applies)"},
-			&cli.BoolFlag{Name: "json", Usage: "print a JSON object"},
+			&cli.BoolFlag{Name: "json", Usage: "print a JSON object with host, port, tls, route (direct or proxy), reason and proxy"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
@@ -95,27 +101,42 @@ func runRoute(ctx context.Context, o *RouteOptions) error {
 }
 
 // splitRouteTarget accepts host, host:port, an IPv6 address bare or in brackets, and
-// [v6]:port.
+// [v6]:port. Brackets hold an IPv6 address and nothing else.
 func splitRouteTarget(s string) (string, int, error) {
 	if s == "" {
 		return "", 0, fmt.Errorf("empty host")
 	}
-	if _, err := netip.ParseAddr(strings.Trim(s, "[]")); err == nil {
-		return strings.Trim(s, "[]"), 0, nil
+	if u, err := url.Parse(s); err == nil && u.Scheme != "" && u.Host != "" {
+		return "", 0, fmt.Errorf("%q is a URL: give its host and port, e.g. %s", s, u.Host)
 	}
-	if !strings.Contains(s, ":") {
-		return s, 0, nil
-	}
-	host, ps, err := net.SplitHostPort(s)
-	if err != nil {
+	if strings.ContainsAny(s, " \t\r\n/?#@") {
 		return "", 0, fmt.Errorf("%q is not HOST or HOST:PORT", s)
 	}
-	port, err := strconv.Atoi(ps)
-	if err != nil || port < 1 || port > 65535 {
-		return "", 0, fmt.Errorf("port %q in %q is not a number 1..65535", ps, s)
+	if ip, err := netip.ParseAddr(s); err == nil && ip.Is6() {
+		return s, 0, nil
+	}
+	host, port := s, 0
+	if strings.HasPrefix(s, "[") && strings.HasSuffix(s, "]") {
+		host = s[1 : len(s)-1]
+	} else if strings.Contains(s, ":") {
+		h, ps, err := net.SplitHostPort(s)
+		if err != nil {
+			return "", 0, fmt.Errorf("%q is not HOST or HOST:PORT (an IPv6 address with a port goes in brackets: [::1]:443)", s)
+		}
+		port, err = strconv.Atoi(ps)
+		if err != nil || port < 1 || port > 65535 {
+			return "", 0, fmt.Errorf("port %q in %q is not a number 1..65535", ps, s)
+		}
+		host = h
 	}
 	if host == "" {
 		return "", 0, fmt.Errorf("%q has no host", s)
+	}
+	if ip, err := netip.ParseAddr(host); strings.HasPrefix(s, "[") && (err != nil || !ip.Is6()) {
+		return "", 0, fmt.Errorf("%q: brackets hold an IPv6 address, and %q is not one", s, host)
+	}
+	if strings.ContainsAny(host, "[]") {
+		return "", 0, fmt.Errorf("%q is not HOST or HOST:PORT", s)
 	}
 	return host, port, nil
 }

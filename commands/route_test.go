@@ -33,6 +33,16 @@ func TestRoute(t *testing.T) {
 		{"bad config", map[string]string{"PROXY_PORT": "http"}, []string{"example.com"}, "", "PROXY_PORT", 2},
 		{"bad port", nil, []string{"example.com:0"}, "", "1..65535", 2},
 		{"no host", nil, nil, "", "HOST[:PORT]", 2},
+		{"IPv6 in brackets", map[string]string{"PROXY_TOKEN": "t", "PROXY_LOCAL": "::1"},
+			[]string{"[::1]"}, "direct (PROXY_LOCAL entry ::1 matches)", "", 0},
+		{"IPv6 zone with port", map[string]string{"PROXY_TOKEN": "t", "PROXY_LOCAL": "fe80::/10"},
+			[]string{"[fe80::1%eth0]:22"}, "direct (PROXY_LOCAL entry fe80::/10 matches)", "", 0},
+		{"bad port on IPv6", nil, []string{"[::1]:99999"}, "", "1..65535", 2},
+		{"unclosed bracket", nil, []string{"[::1"}, "", "not HOST or HOST:PORT", 2},
+		{"stray bracket", nil, []string{"::1]"}, "", "not HOST or HOST:PORT", 2},
+		{"name in brackets", nil, []string{"[example.com]:80"}, "", "brackets hold an IPv6 address", 2},
+		{"URL", nil, []string{"https://example.com:8443/x"}, "", "give its host and port, e.g. example.com:8443", 2},
+		{"space in host", nil, []string{"exa mple.com"}, "", "not HOST or HOST:PORT", 2},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -47,8 +47,11 @@ loopback port, guarded by a random per-run password) and points it there through
 ALL_PROXY, HTTP_PROXY, HTTPS_PROXY and NO_PROXY (and their lower-case forms), plus
 NODE_USE_ENV_PROXY=1. Each connection the program makes through that proxy goes
 through one shared TLS tunnel to the proxy server, except hosts in PROXY_LOCAL, which
-are connected directly. The program's own TLS (https://) travels end to end: the
-proxy server relays bytes it cannot read.
+are connected directly (NO_PROXY lists them, so most programs skip the local proxy for
+them). The program's own TLS (https://) travels end to end: the proxy server relays
+bytes it cannot read. If the tunnel is lost in the middle of a transfer, the program's
+connection is reset, so that it sees an error rather than a short answer; its next
+connection opens a new tunnel.
 
 The tunnel is opened before PROGRAM starts, so a wrong token, an unreachable proxy or
 an untrusted certificate stops here with one line and exit status 125. PROXY_TOKEN and

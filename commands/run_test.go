@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -454,5 +456,39 @@ func TestRunCtrlCReachesTheProgramOnce(t *testing.T) {
 	}
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("run exited with %v after the program ended normally; output %q", err, seen.String())
+	}
+}
+
+// TestRunDebugLogsNoSecrets: --debug says where each connection went, and neither the
+// token nor the local proxy's password appears in it.
+func TestRunDebugLogsNoSecrets(t *testing.T) {
+	needTool(t, "curl", "curl")
+	web := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "ok")
+	}))
+	defer web.Close()
+	runTestProxy(t, true)
+	out, stderr, code := runMain(t, "run", "--debug", "--", "sh", "-c",
+		`printf '%s\n' "$HTTP_PROXY"; curl -sS --max-time 20 "$0"`, web.URL+"/")
+	if code != 0 || !strings.HasSuffix(out, "ok") {
+		t.Fatalf("exit %d, %q, stderr %s", code, out, stderr)
+	}
+	u, err := url.Parse(strings.SplitN(out, "\n", 2)[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	pass, _ := u.User.Password()
+	if pass == "" {
+		t.Fatalf("HTTP_PROXY %q carries no password", u)
+	}
+	for _, secret := range []string{runTestToken, pass, base64.StdEncoding.EncodeToString([]byte(u.User.Username() + ":" + pass))} {
+		if strings.Contains(stderr, secret) {
+			t.Fatalf("--debug output holds a secret %q:\n%s", secret, stderr)
+		}
+	}
+	for _, want := range []string{"tunnel open", "msg=route", "direct=false"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("--debug output lacks %q:\n%s", want, stderr)
+		}
 	}
 }

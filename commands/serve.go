@@ -49,6 +49,7 @@ type ServeOptions struct {
 	Allow            []netip.Prefix
 	NoTLSStreams     bool
 	MaxStreams       int
+	MaxHandshakes    int
 	HandshakeTimeout time.Duration
 	DialTimeout      time.Duration
 	ShutdownTimeout  time.Duration
@@ -118,7 +119,8 @@ func serveCommand(io IO) *cli.Command {
 			&cli.StringFlag{Name: "oidc-audience", Usage: "the `AUDIENCE` an access token must be for"},
 			&cli.StringSliceFlag{Name: "allow", Usage: "allow targets in `CIDR` even though the default policy refuses it (repeatable; an address alone is /32 or /128)"},
 			&cli.BoolFlag{Name: "no-tls-streams", Usage: "refuse to make TLS connections for clients (clients with PROXY_TRUSTED=1), so this server never sees their plaintext"},
-			&cli.IntFlag{Name: "max-streams", Value: proxyserver.DefaultMaxStreams, Usage: "`N` streams one tunnel may have open at once"},
+			&cli.IntFlag{Name: "max-streams", Value: proxyserver.DefaultMaxStreams, Usage: "`N` streams one tunnel may have open at once (each may buffer 1 MiB of upload)"},
+			&cli.IntFlag{Name: "max-handshakes", Value: proxyserver.DefaultMaxHandshakes, Usage: "`N` connections that may be in their handshake at once; more are closed at accept"},
 			&cli.DurationFlag{Name: "handshake-timeout", Value: proxyserver.DefaultHandshakeTimeout, Usage: "`DURATION` a client has from connecting to being authenticated"},
 			&cli.DurationFlag{Name: "dial-timeout", Value: proxyserver.DefaultDialTimeout, Usage: "`DURATION` to resolve and connect to a target"},
 			&cli.DurationFlag{Name: "shutdown-timeout", Value: 30 * time.Second, Usage: "on SIGINT/SIGTERM, the `DURATION` open streams get to finish"},
@@ -155,6 +157,7 @@ func serveOptionsFrom(c *cli.Context, io IO) (*ServeOptions, error) {
 		OIDCAudience:     c.String("oidc-audience"),
 		NoTLSStreams:     c.Bool("no-tls-streams"),
 		MaxStreams:       c.Int("max-streams"),
+		MaxHandshakes:    c.Int("max-handshakes"),
 		HandshakeTimeout: c.Duration("handshake-timeout"),
 		DialTimeout:      c.Duration("dial-timeout"),
 		ShutdownTimeout:  c.Duration("shutdown-timeout"),
@@ -187,6 +190,8 @@ func serveOptionsFrom(c *cli.Context, io IO) (*ServeOptions, error) {
 	switch {
 	case o.MaxStreams < 1:
 		return nil, usageError("--max-streams %d: want 1 or more", o.MaxStreams)
+	case o.MaxHandshakes < 1:
+		return nil, usageError("--max-handshakes %d: want 1 or more", o.MaxHandshakes)
 	case o.HandshakeTimeout <= 0:
 		return nil, usageError("--handshake-timeout %v: want a positive duration such as 10s", o.HandshakeTimeout)
 	case o.DialTimeout <= 0:
@@ -199,6 +204,17 @@ func serveOptionsFrom(c *cli.Context, io IO) (*ServeOptions, error) {
 	}
 	if (o.CertFile == "") != (o.KeyFile == "") {
 		return nil, usageError("--cert and --key go together: give both")
+	}
+	if len(o.Hostnames) > 0 && !o.SelfSign && !o.Dev {
+		return nil, usageError("--hostname names what --self-signed generates: add --self-signed, or drop --hostname")
+	}
+	for _, a := range []struct{ flag, addr string }{{"--listen", o.Listen}, {"--metrics-listen", o.MetricsListen}} {
+		if a.addr == "" {
+			continue
+		}
+		if err := checkListenAddr(a.addr); err != nil {
+			return nil, usageError("%s %q: %v", a.flag, a.addr, err)
+		}
 	}
 
 	methods := 0
@@ -241,6 +257,9 @@ func serveOptionsFrom(c *cli.Context, io IO) (*ServeOptions, error) {
 	if o.Listen == "" {
 		o.Listen = ":443"
 	}
+	if o.CertFile == "" && o.SelfSign {
+		return nil, usageError("--self-signed needs --cert FILE --key FILE: the files it generates (or reuses)")
+	}
 	if o.CertFile == "" {
 		return nil, usageError("serve needs a certificate: --cert FILE --key FILE (add --self-signed to generate them), or try --dev")
 	}
@@ -252,6 +271,19 @@ func serveOptionsFrom(c *cli.Context, io IO) (*ServeOptions, error) {
 		return nil, usageError("choose one way to check tokens: AUTH_HARDCODED/--auth-token, --auth-tokens-file, or --oidc-issuer")
 	}
 	return o, nil
+}
+
+// checkListenAddr accepts what net.Listen("tcp", addr) can bind: [HOST]:PORT, PORT a number
+// (0: any free port) or a service name.
+func checkListenAddr(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return errors.New("want HOST:PORT or :PORT, e.g. 127.0.0.1:8443")
+	}
+	if _, err := net.LookupPort("tcp", port); err != nil || port == "" {
+		return fmt.Errorf("port %q is neither a number from 0 to 65535 nor a service name", port)
+	}
+	return nil
 }
 
 // parseAllow reads a CIDR, or a lone address as its /32 or /128.
@@ -322,6 +354,7 @@ func runServe(ctx context.Context, o *ServeOptions) error {
 		HandshakeTimeout:  o.HandshakeTimeout,
 		DialTimeout:       o.DialTimeout,
 		MaxStreams:        o.MaxStreams,
+		MaxHandshakes:     o.MaxHandshakes,
 		Logger:            logger,
 		Metrics:           reg,
 	})

@@ -299,6 +299,12 @@ func TestServeUsageErrors(t *testing.T) {
 		{"bad log format", []string{"serve", "--dev", "--log-format", "xml"}, nil, "text or json"},
 		{"oidc half", []string{"serve", "--cert", "c", "--key", "k", "--oidc-issuer", "https://x"}, nil, "--oidc-audience"},
 		{"cert without key", []string{"serve", "--cert", "c"}, nil, "--cert and --key"},
+		{"listen without port", []string{"serve", "--dev", "--listen", "localhost"}, nil, `--listen "localhost"`},
+		{"listen port out of range", []string{"serve", "--dev", "--listen", "127.0.0.1:99999"}, nil, `--listen "127.0.0.1:99999"`},
+		{"metrics listen without port", []string{"serve", "--dev", "--metrics-listen", "9090x"}, nil, `--metrics-listen "9090x"`},
+		{"zero handshakes", []string{"serve", "--dev", "--max-handshakes", "0"}, nil, "--max-handshakes 0"},
+		{"hostname without self-signed", []string{"serve", "--cert", "c", "--key", "k", "--hostname", "proxy.example.net"}, map[string]string{"AUTH_HARDCODED": "t"}, "--hostname"},
+		{"self-signed without files", []string{"serve", "--self-signed"}, map[string]string{"AUTH_HARDCODED": "t"}, "--self-signed needs --cert"},
 		{"missing cert files", []string{"serve", "--listen", "127.0.0.1:0", "--cert", filepath.Join(dir, "c.pem"), "--key", filepath.Join(dir, "k.pem")}, map[string]string{"AUTH_HARDCODED": "t"}, "c.pem"},
 	}
 	for _, tt := range tests {

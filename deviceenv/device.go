@@ -41,8 +41,13 @@ func ParseAddress(s string) (Address, error) {
 	rest := strings.TrimPrefix(s, "ssh://")
 	authority, path, hasPath := strings.Cut(rest, "/")
 	u, err := url.Parse("ssh://" + authority)
-	if err != nil || u.Host == "" || u.Opaque != "" {
+	if err != nil || u.Hostname() == "" || u.Opaque != "" {
 		return Address{}, fmt.Errorf("device address %q: missing or malformed host; use ssh://[user@]host[:port][/path/to/env]", s)
+	}
+	// Before the path, ? and # would start a URL query or fragment, which an ssh address
+	// has none of: refuse rather than drop them.
+	if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.HasSuffix(authority, "#") {
+		return Address{}, fmt.Errorf("device address %q: ? and # have no meaning in an ssh address; write ssh://[user@]host[:port][/path/to/env]", s)
 	}
 	a := Address{Host: u.Hostname()}
 	if u.User != nil {

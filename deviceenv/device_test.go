@@ -35,6 +35,13 @@ func TestParseAddress(t *testing.T) {
 		{"ssh://h/~", Address{}, "home directory"},
 		{"ssh://h/etc/", Address{}, "directory"},
 		{"ssh://[nothex]/x", Address{}, "host"},
+		{"ssh://:22", Address{}, "host"},
+		{"ssh://pi@:22/env", Address{}, "host"},
+		{"ssh://h?x=1", Address{}, "? and #"},
+		{"ssh://h?", Address{}, "? and #"},
+		{"ssh://h#frag", Address{}, "? and #"},
+		{"ssh://h#", Address{}, "? and #"},
+		{"ssh://h/env?x", Address{Host: "h", Path: "/env?x"}, ""},
 	}
 	for _, tt := range tests {
 		got, err := ParseAddress(tt.in)

@@ -112,3 +112,20 @@ func TestCheckKey(t *testing.T) {
 		}
 	}
 }
+
+// An env file holds tokens, so a parse error names the line and the problem, never the text.
+func TestParseEnvErrorsShowNoValues(t *testing.T) {
+	for _, tc := range []struct{ text, want string }{
+		{"PROXY_TOKEN=s3cret-1\nBAD LINE here\nTM_API_KEY=s3cret-3\n", "line 2: no = after the variable name"},
+		{"PROXY_TOKEN=s3cret-1\r\nTM-API-KEY=s3cret-2\r\n", `line 2: a variable name holds only letters, digits and _, then = and the value (found "-")`},
+		{"A=1\n\nPROXY_TOKEN=\"s3cret-1\nB=s3cret-2\n", "line 3: a quoted value has no closing quote"},
+	} {
+		_, err := ParseEnv([]byte(tc.text))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("ParseEnv(%q) = %v, want an error saying %q", tc.text, err, tc.want)
+		}
+		if err != nil && strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("ParseEnv(%q) error shows the file's values: %v", tc.text, err)
+		}
+	}
+}

@@ -106,13 +106,8 @@ func render(root, c *command, opts Options) Page {
 		w(".SH ENVIRONMENT")
 		w("Each variable is read from the environment first, then from the env file of the "+
 			"device (written by \\fB%s env set\\fR), then the default applies.", escape(root.name()))
-		w(".PP")
-		w(".TS")
-		w("tab(\t);")
-		w("lb lb")
-		w("lb lx.")
-		w("Variable\tMeaning")
-		w("_")
+		// A tagged list rather than a tbl table: a table's text blocks cannot cross a page
+		// break, so a table grows warnings as the help texts above it change length.
 		for _, v := range opts.Variables {
 			meaning := sentence(inline(v.Help))
 			if v.Default != "" {
@@ -121,11 +116,10 @@ func render(root, c *command, opts Options) Page {
 			if v.Secret {
 				meaning += " Masked by \\fBenv list\\fR."
 			}
-			w("%s\tT{", escape(v.Name))
+			w(".TP")
+			w(".B %s", escape(v.Name))
 			w("%s", meaning)
-			w("T}")
 		}
-		w(".TE")
 	}
 	if isRoot && len(opts.ExitStatus) > 0 {
 		w(".SH EXIT STATUS")

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"time"
@@ -46,6 +47,9 @@ func Discover(ctx context.Context, issuer string) (*Issuer, error) {
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		return nil, fmt.Errorf("issuer %q is not an http(s) URL", issuer)
 	}
+	if !secureURL(u) {
+		return nil, fmt.Errorf("issuer %q uses plain http, which would carry your tokens unencrypted: use its https URL (http is accepted only on this machine: 127.0.0.1, ::1, localhost)", issuer)
+	}
 	wellKnown := strings.TrimSuffix(issuer, "/") + "/.well-known/openid-configuration"
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, wellKnown, nil)
 	if err != nil {
@@ -74,7 +78,37 @@ func Discover(ctx context.Context, issuer string) (*Issuer, error) {
 	if iss.TokenURL == "" {
 		return nil, fmt.Errorf("discover issuer %s: no token_endpoint", issuer)
 	}
+	for _, e := range []struct{ name, url string }{
+		{"authorization_endpoint", iss.AuthorizationURL},
+		{"token_endpoint", iss.TokenURL},
+		{"device_authorization_endpoint", iss.DeviceAuthURL},
+		{"revocation_endpoint", iss.RevocationURL},
+	} {
+		if e.url == "" {
+			continue
+		}
+		if eu, err := url.Parse(e.url); err != nil || eu.Host == "" || !secureURL(eu) {
+			return nil, fmt.Errorf("discover issuer %s: its %s %q is not an https URL; tokens must not travel unencrypted", issuer, e.name, e.url)
+		}
+	}
 	return &iss, nil
+}
+
+// secureURL reports whether u is https, or http to this machine (a test or a local issuer),
+// where nothing crosses a network.
+func secureURL(u *url.URL) bool {
+	switch u.Scheme {
+	case "https":
+		return true
+	case "http":
+		host := u.Hostname()
+		if strings.EqualFold(host, "localhost") {
+			return true
+		}
+		a, err := netip.ParseAddr(host)
+		return err == nil && a.IsLoopback()
+	}
+	return false
 }
 
 // Client is an OAuth public client of an issuer: no secret, client_id in the request body.
@@ -84,9 +118,9 @@ type Client struct {
 	Scopes   []string
 }
 
-// DefaultScopes are requested when the user names none: an ID token for the account name and
+// DefaultScopes returns the scopes requested when the user names none: an ID token for the account name and
 // a refresh token so that login lasts.
-var DefaultScopes = []string{"openid", "offline_access"}
+func DefaultScopes() []string { return []string{"openid", "offline_access"} }
 
 // ParseScopes splits a comma- or space-separated scope list.
 func ParseScopes(s string) []string {

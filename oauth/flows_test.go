@@ -6,8 +6,10 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"slices"
 	"strings"
@@ -23,7 +25,7 @@ func discover(t *testing.T, s *testoidc.Server) Client {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return Client{Issuer: iss, ClientID: testoidc.ClientID, Scopes: DefaultScopes}
+	return Client{Issuer: iss, ClientID: testoidc.ClientID, Scopes: DefaultScopes()}
 }
 
 func payload(t *testing.T, jwt string) map[string]any {
@@ -267,6 +269,11 @@ func TestDiscover(t *testing.T) {
 		{"ftp://x", "not an http(s) URL"},
 		{s.Issuer + "/", "pass exactly that as --issuer"},
 		{s.Issuer + "/nothing-here", "check the issuer URL"},
+		// Plain http only where nothing crosses a network.
+		{"http://192.0.2.1", "plain http"},
+		{"http://login.example.com", "plain http"},
+		{"HTTP://192.0.2.1/realms/x", "plain http"},
+		{insecureEndpointIssuer(t), `token_endpoint "http://192.0.2.1/token" is not an https URL`},
 	} {
 		if _, err := Discover(context.Background(), tc.issuer); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("Discover(%q) = %v, want an error saying %q", tc.issuer, err, tc.want)
@@ -319,4 +326,16 @@ func TestPastedToken(t *testing.T) {
 			t.Errorf("PastedToken(%q) = %v, want %q", in, err, want)
 		}
 	}
+}
+
+// insecureEndpointIssuer serves, on loopback, a discovery document whose token endpoint is
+// plain http on another machine.
+func insecureEndpointIssuer(t *testing.T) string {
+	var issuer string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, `{"issuer":%q,"authorization_endpoint":%q,"token_endpoint":"http://192.0.2.1/token"}`, issuer, issuer+"/auth")
+	}))
+	t.Cleanup(srv.Close)
+	issuer = srv.URL
+	return issuer
 }

@@ -283,8 +283,8 @@ type Stores struct {
 }
 
 // Load looks in the keyring, then in the file. It returns the credentials and SourceKeyring or
-// SourceFile. With nothing stored it returns ErrNotLoggedIn, wrapped with the keyring's problem
-// when the keyring could not be asked.
+// SourceFile. With nothing stored it returns ErrNotLoggedIn, wrapped together with the
+// *KeyringUnavailableError when the keyring could not be asked.
 func (s Stores) Load(profile string) (*Credentials, string, error) {
 	c, kerr := s.Keyring.Load(profile)
 	if kerr == nil {
@@ -301,16 +301,24 @@ func (s Stores) Load(profile string) (*Credentials, string, error) {
 		return nil, "", ferr
 	}
 	if isUnavailable(kerr) {
-		return nil, "", fmt.Errorf("%w (profile %s); besides, %v", ErrNotLoggedIn, profile, kerr)
+		return nil, "", fmt.Errorf("%w (profile %s); besides, %w", ErrNotLoggedIn, profile, kerr)
 	}
 	return nil, "", fmt.Errorf("%w (profile %s)", ErrNotLoggedIn, profile)
 }
 
-// Save stores c where source says (SourceKeyring or SourceFile). Saving to the keyring removes
-// any copy of the profile in the file, so that a plain-text token does not linger.
+// Save stores c where source says (SourceKeyring or SourceFile) and removes the profile from
+// the other store: a plain-text token must not linger in the file, and an older login left
+// in the keyring would hide the new one in the file, since Load looks in the keyring first.
 func (s Stores) Save(profile, source string, c *Credentials) error {
 	if source == SourceFile {
-		return s.File.Save(profile, c)
+		if err := s.File.Save(profile, c); err != nil {
+			return err
+		}
+		// A keyring that cannot be reached cannot hide the file either.
+		if err := s.Keyring.Delete(profile); err != nil && !isUnavailable(err) {
+			return err
+		}
+		return nil
 	}
 	if err := s.Keyring.Save(profile, c); err != nil {
 		return err

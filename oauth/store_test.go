@@ -176,6 +176,27 @@ func TestStoresPreferKeyringAndMoveOffFile(t *testing.T) {
 	}
 }
 
+// A login with --insecure-storage after one into the keyring is the login in use: the old
+// keyring item, which Load would find first, goes.
+func TestStoresFileLoginReplacesKeyringLogin(t *testing.T) {
+	s := Stores{Keyring: testKeyring(t), File: File{Path: filepath.Join(t.TempDir(), "credentials.json")}}
+	if err := s.Save("work", SourceKeyring, sample); err != nil {
+		t.Fatal(err)
+	}
+	newer := *sample
+	newer.AccessToken = "at-2"
+	if err := s.Save("work", SourceFile, &newer); err != nil {
+		t.Fatal(err)
+	}
+	c, src, err := s.Load("work")
+	if err != nil || src != SourceFile || c.AccessToken != "at-2" {
+		t.Fatalf("Load after a file login = %+v from %q, %v; want at-2 from the file", c, src, err)
+	}
+	if _, err := s.Keyring.Load("work"); !errors.Is(err, ErrNotLoggedIn) {
+		t.Errorf("the older login is still in the keyring: %v", err)
+	}
+}
+
 func TestDefaultFilePath(t *testing.T) {
 	for _, tc := range []struct {
 		env  map[string]string

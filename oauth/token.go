@@ -27,6 +27,15 @@ type ActiveToken struct {
 	Credentials *Credentials
 }
 
+// Expiry is when the token stops working: the stored expiry for a token login stored, else
+// the exp claim of a JWT (unverified, for display); zero when unknown.
+func (a *ActiveToken) Expiry() time.Time {
+	if a.Credentials != nil && !a.Credentials.Expiry.IsZero() {
+		return a.Credentials.Expiry
+	}
+	return Inspect(a.Token).Expiry
+}
+
 // Resolve picks the token to use: envToken when not empty (PROXY_TOKEN or TM_API_KEY, as
 // envSource names; the caller applies their order), else the credentials login stored for
 // profile, refreshed first when they expire within a minute. A refresh that rotates the
@@ -55,7 +64,7 @@ func NeedsRefresh(c *Credentials, now time.Time) bool {
 }
 
 func refreshStored(ctx context.Context, stores Stores, profile, source string, c *Credentials) (*Credentials, error) {
-	relogin := fmt.Sprintf("run `tessel-proxy login%s` again", profileFlag(profile))
+	relogin := fmt.Sprintf("run `%s` again", LoginCommand(profile))
 	if c.RefreshToken == "" || c.Issuer == "" || c.ClientID == "" {
 		if c.Expiry.Before(time.Now()) {
 			return nil, fmt.Errorf("the stored token expired at %s and cannot be refreshed: %s", c.Expiry.Local().Format(time.RFC1123), relogin)
@@ -147,11 +156,18 @@ func Revoke(ctx context.Context, c *Credentials) (bool, error) {
 	return true, nil
 }
 
-func profileFlag(profile string) string {
+// LoginCommand is the command line that logs in to profile, for messages that say what to do.
+func LoginCommand(profile string) string {
 	if profile == "" || profile == DefaultProfile {
-		return ""
+		return "tessel-proxy login"
 	}
-	return " --profile " + profile
+	if strings.ContainsFunc(profile, func(r rune) bool {
+		return !(r == '-' || r == '_' || r == '.' || r == '@' || r == '/' || r == ':' ||
+			'0' <= r && r <= '9' || 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z')
+	}) {
+		profile = "'" + strings.ReplaceAll(profile, "'", `'\''`) + "'"
+	}
+	return "tessel-proxy login --profile " + profile
 }
 
 // DefaultProfile is the profile used without --profile.

@@ -209,8 +209,12 @@ func (d *Dialer) Connect(ctx context.Context) error {
 	if d.token == "" {
 		return fmt.Errorf("no token configured")
 	}
-	_, err := d.tun.get(ctx)
-	return err
+	t, err := d.tun.get(ctx)
+	if err != nil {
+		return err
+	}
+	d.tun.putBack(t)
+	return nil
 }
 
 // Close closes the tunnel (erroring every connection on it) and waits for the Dialer's

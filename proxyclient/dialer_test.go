@@ -726,3 +726,90 @@ func TestCloseDuringHandshake(t *testing.T) {
 		t.Fatalf("dial pending when the Dialer closed: %v, want ErrClosed", err)
 	}
 }
+
+func TestIdleZeroBurstSharesOneTunnel(t *testing.T) {
+	srv := newTestServer(t, testToken)
+	target := newClosingTarget(t)
+	cfg := srv.config()
+	cfg.Idle = 0
+	d := newTestDialer(t, cfg, testToken)
+
+	const n = 32
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	start := make(chan struct{})
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			c, err := d.DialContext(context.Background(), "tcp", target)
+			if err != nil {
+				errs <- err
+				return
+			}
+			c.Close()
+		}()
+	}
+	close(start)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Errorf("dial: %v", err)
+	}
+	if got := srv.handshakes.Load(); got != 1 {
+		t.Fatalf("%d overlapping first dials with PROXY_IDLE=0 made %d handshakes, want 1", n, got)
+	}
+}
+
+// TestIdleZeroKeepsTunnelForDialInFlight: with PROXY_IDLE=0, a connection closing while
+// another dial already holds the tunnel must not close it under that dial.
+func TestIdleZeroKeepsTunnelForDialInFlight(t *testing.T) {
+	srv := newTestServer(t, testToken)
+	target := newEchoTarget(t)
+	cfg := srv.config()
+	cfg.Idle = 0
+	d := newTestDialer(t, cfg, testToken)
+
+	c, err := d.Dial("tcp", target.addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tun, err := d.tun.get(context.Background()) // a second dial, between tunnel and stream
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	if tun.sess.IsClosed() {
+		t.Fatal("PROXY_IDLE=0 closed the tunnel while a dial held it")
+	}
+	d.tun.release(tun)
+	if !tun.sess.IsClosed() {
+		t.Fatal("tunnel still open after its last user left with PROXY_IDLE=0")
+	}
+	if got := srv.handshakes.Load(); got != 1 {
+		t.Fatalf("%d handshakes, want 1", got)
+	}
+}
+
+// newClosingTarget is a loopback TCP server that accepts connections and closes them.
+func newClosingTarget(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); <-done })
+	return ln.Addr().String()
+}

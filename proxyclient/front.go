@@ -13,8 +13,10 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -47,7 +49,7 @@ type Front struct {
 }
 
 // ListenFront starts a Front on addr (use "127.0.0.1:0") that dials through d. log
-// receives one debug line per refused or failed connection; nil discards.
+// receives one debug line per refused or failed connection; nil uses d's logger.
 func ListenFront(d *Dialer, addr string, log *slog.Logger) (*Front, error) {
 	if log == nil {
 		log = d.log
@@ -139,9 +141,30 @@ func (f *Front) track(c net.Conn) bool {
 	return true
 }
 
+// errLoop refuses a connection from the front to itself.
+var errLoop = errors.New("that address is this local proxy itself")
+
+// isSelf reports whether a direct connection to addr would reach the front's own
+// listener. Relayed there, a request would come back as a second one, stripped of its
+// credentials: the program would see a baffling 407 instead of its mistake.
+func (f *Front) isSelf(addr string) bool {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || port != strconv.Itoa(f.Addr().Port) || !f.d.Route(host).Direct {
+		return false
+	}
+	if ip, err := netip.ParseAddr(strings.Trim(host, "[]")); err == nil {
+		ip = ip.Unmap()
+		return (ip.Is4() && ip.IsUnspecified()) || net.IP(ip.AsSlice()).Equal(f.Addr().IP)
+	}
+	return strings.EqualFold(strings.TrimSuffix(host, "."), "localhost")
+}
+
 // dial connects to addr through the Dialer and tracks the connection, so that Close can
 // end a handler blocked on the target.
 func (f *Front) dial(addr string, early []byte) (net.Conn, error) {
+	if f.isSelf(addr) {
+		return nil, fmt.Errorf("dial %s: %w", addr, errLoop)
+	}
 	c, err := f.d.DialEarly(f.ctx, "tcp", addr, early)
 	if err != nil {
 		return nil, err
@@ -233,7 +256,9 @@ func (f *Front) checkCredentials(user, pass []byte) bool {
 }
 
 // relay copies both ways between the client (whose reader br may hold bytes already
-// read) and target until both directions have ended, carrying half-closes across.
+// read) and target until both directions have ended, carrying half-closes across. When
+// the target's side fails before its end (the tunnel was lost, the target reset), the
+// client is reset, so that it cannot take what it got for the whole answer.
 func (f *Front) relay(client net.Conn, br *bufio.Reader, target net.Conn) {
 	defer target.Close()
 	client.SetDeadline(time.Time{})
@@ -244,17 +269,30 @@ func (f *Front) relay(client net.Conn, br *bufio.Reader, target net.Conn) {
 		}
 		br.Discard(n)
 	}
+	var mu sync.Mutex
+	answered := false // the target's side ended cleanly and the client has its FIN
 	done := make(chan struct{})
 	f.w.Go(func() {
 		defer close(done)
-		if err := copyHalf(client, target); err != nil {
-			client.Close()
+		err := copyHalf(client, target)
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil {
+			abort(client)
 			target.Close()
+			return
 		}
+		answered = true
 	})
 	if err := copyHalf(target, client); err != nil {
-		client.Close()
 		target.Close()
+		mu.Lock()
+		if answered {
+			client.Close() // a reset could drop the end of a complete answer
+		} else {
+			abort(client)
+		}
+		mu.Unlock()
 	}
 	<-done
 }

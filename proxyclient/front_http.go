@@ -38,7 +38,7 @@ func kindOf(err error) failKind {
 	var dnsErr *net.DNSError
 	var ne net.Error
 	switch {
-	case errors.Is(err, wire.ErrDenied):
+	case errors.Is(err, wire.ErrDenied), errors.Is(err, errLoop):
 		return failDenied
 	case errors.Is(err, wire.ErrRefused), errors.Is(err, syscall.ECONNREFUSED):
 		return failRefused
@@ -110,8 +110,8 @@ func (f *Front) serveHTTP(c net.Conn, br *bufio.Reader, lim *headLimit) {
 }
 
 func (f *Front) httpConnect(c net.Conn, br *bufio.Reader, bw *bufio.Writer, req *http.Request) {
-	if _, _, err := net.SplitHostPort(req.Host); err != nil {
-		httpError(bw, http.StatusBadRequest, "CONNECT needs host:port, got "+strconv.Quote(req.Host))
+	if host, port, err := net.SplitHostPort(req.Host); err != nil || host == "" || !validPort(port) {
+		httpError(bw, http.StatusBadRequest, "CONNECT needs host:port with a port 1..65535, got "+strconv.Quote(req.Host))
 		return
 	}
 	target, err := f.dial(req.Host, nil)
@@ -138,10 +138,15 @@ func (f *Front) httpForward(c net.Conn, br *bufio.Reader, bw *bufio.Writer, req 
 		httpError(bw, http.StatusBadRequest, "this is a proxy: send absolute http:// URLs, or CONNECT for anything else")
 		return false
 	}
-	addr := u.Host
-	if _, _, err := net.SplitHostPort(addr); err != nil {
-		addr = net.JoinHostPort(strings.TrimSuffix(strings.TrimPrefix(u.Hostname(), "["), "]"), "80")
+	port := u.Port()
+	if port == "" { // none, or an empty one (http://host:/), which RFC 3986 allows
+		port = "80"
 	}
+	if u.Hostname() == "" || !validPort(port) {
+		httpError(bw, http.StatusBadRequest, "bad host or port (1..65535) in "+strconv.Quote(u.Host))
+		return false
+	}
+	addr := net.JoinHostPort(u.Hostname(), port)
 	upgrade := req.Header.Get("Upgrade")
 	if !headerHasToken(req.Header, "Connection", "upgrade") {
 		upgrade = ""
@@ -254,8 +259,13 @@ func (f *Front) httpForward(c net.Conn, br *bufio.Reader, bw *bufio.Writer, req 
 	default:
 		keep = false // an HTTP/1.0 client learns the end of the body from the close
 	}
-	if !keep {
+	switch {
+	case !keep:
 		rh.Set("Connection", "close")
+	case !req.ProtoAtLeast(1, 1):
+		// An HTTP/1.0 client asked for keep-alive; without the answer it would wait for
+		// the close that marks the end of an HTTP/1.0 response.
+		rh.Set("Connection", "keep-alive")
 	}
 	writeResponseHead(bw, resp, rh)
 	if noBody {
@@ -269,8 +279,11 @@ func (f *Front) httpForward(c net.Conn, br *bufio.Reader, bw *bufio.Writer, req 
 	}
 	if err := copyFlushing(dst, bw, resp.Body); err != nil {
 		// The status line is out; all that is left is to cut the client off so that it
-		// cannot mistake a truncated body for a whole one.
+		// cannot mistake a truncated body for a whole one (a body that ends with the
+		// connection has no other end marker).
 		f.log.Debug("front: response body from target failed", "addr", addr, "err", err)
+		bw.Flush()
+		abort(c)
 		return false
 	}
 	if chunked {
@@ -293,6 +306,12 @@ func writeResponseHead(bw *bufio.Writer, resp *http.Response, h http.Header) {
 	bw.WriteString("\r\n")
 }
 
+// validPort reports whether s is a TCP port number, 1 to 65535.
+func validPort(s string) bool {
+	n, err := strconv.ParseUint(s, 10, 16)
+	return err == nil && n > 0
+}
+
 func headerHasToken(h http.Header, name, token string) bool {
 	for _, v := range h.Values(name) {
 		for _, t := range strings.Split(v, ",") {
@@ -306,7 +325,10 @@ func headerHasToken(h http.Header, name, token string) bool {
 
 func httpDialError(bw *bufio.Writer, err error) {
 	code := http.StatusBadGateway
-	if kindOf(err) == failTimeout {
+	switch {
+	case errors.Is(err, errLoop):
+		code = http.StatusLoopDetected
+	case kindOf(err) == failTimeout:
 		code = http.StatusGatewayTimeout
 	}
 	httpError(bw, code, err.Error())

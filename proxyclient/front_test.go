@@ -1,6 +1,7 @@
 package proxyclient
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/base64"
 	"errors"
@@ -381,5 +382,189 @@ func TestFrontBoundsRequestHead(t *testing.T) {
 	b, _ := io.ReadAll(c)
 	if !strings.HasPrefix(string(b), "HTTP/1.1 431") {
 		t.Fatalf("4 MiB request head answered %q, want 431", b[:min(len(b), 80)])
+	}
+}
+
+// TestFrontTunnelLossResetsClient: when the tunnel dies in the middle of a transfer, the
+// program must read an error, not an end of stream it could take for the whole answer.
+func TestFrontTunnelLossResetsClient(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		request func(fx *frontFixture, target string) string
+	}{
+		{"CONNECT", func(fx *frontFixture, target string) string {
+			return fmt.Sprintf("CONNECT %s HTTP/1.1\r\nHost: %[1]s\r\nProxy-Authorization: Basic %s\r\n\r\n",
+				target, basic(fx.front.Username(), fx.front.Password()))
+		}},
+		{"HTTP/1.0 forward", func(fx *frontFixture, target string) string {
+			return fmt.Sprintf("GET http://%s/ HTTP/1.0\r\nProxy-Authorization: Basic %s\r\n\r\n",
+				target, basic(fx.front.Username(), fx.front.Password()))
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// The target answers with a body that ends with the connection, sends part
+			// of it, and waits.
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			held := make(chan net.Conn, 1)
+			go func() {
+				c, err := ln.Accept()
+				if err == nil {
+					io.WriteString(c, "HTTP/1.0 200 OK\r\n\r\npartial")
+					held <- c
+				}
+			}()
+			fx := newFrontFixture(t, "none")
+			c, err := net.Dial("tcp", fx.front.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			io.WriteString(c, tc.request(fx, ln.Addr().String()))
+			if tc.name == "CONNECT" {
+				io.WriteString(c, "GET / HTTP/1.0\r\n\r\n")
+			}
+			var got []byte
+			buf := make([]byte, 256)
+			for !bytes.Contains(got, []byte("partial")) {
+				n, err := c.Read(buf)
+				if err != nil {
+					t.Fatalf("reading the start of the response: %v (got %q)", err, got)
+				}
+				got = append(got, buf[:n]...)
+			}
+			target := <-held
+			defer target.Close()
+			fx.srv.killTunnels()
+			for {
+				_, err = c.Read(buf)
+				if err != nil {
+					break
+				}
+			}
+			if errors.Is(err, io.EOF) {
+				t.Fatal("the tunnel died mid-transfer and the client read a clean end of stream")
+			}
+		})
+	}
+}
+
+// rawExchange sends req on a new connection to the front and returns all it answers.
+func rawExchange(t *testing.T, fx *frontFixture, req string) string {
+	t.Helper()
+	c, err := net.Dial("tcp", fx.front.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	io.WriteString(c, req)
+	b, _ := io.ReadAll(c)
+	return string(b)
+}
+
+func TestFrontRefusesItself(t *testing.T) {
+	fx := newFrontFixture(t, "127.0.0.0/8 localhost 0.0.0.0") // the front's own address goes direct
+	auth := basic(fx.front.Username(), fx.front.Password())
+	port := fx.front.Addr().Port
+	for _, target := range []string{
+		fmt.Sprintf("127.0.0.1:%d", port),
+		fmt.Sprintf("localhost:%d", port),
+		fmt.Sprintf("0.0.0.0:%d", port),
+	} {
+		got := rawExchange(t, fx, fmt.Sprintf("GET http://%s/ HTTP/1.1\r\nHost: %[1]s\r\nProxy-Authorization: Basic %s\r\n\r\n", target, auth))
+		if !strings.HasPrefix(got, "HTTP/1.1 508") || !strings.Contains(got, "this local proxy itself") {
+			t.Errorf("GET http://%s/ (the front itself) answered %q, want 508 naming the loop", target, got)
+		}
+		got = rawExchange(t, fx, fmt.Sprintf("CONNECT %s HTTP/1.1\r\nHost: %[1]s\r\nProxy-Authorization: Basic %s\r\n\r\n", target, auth))
+		if !strings.HasPrefix(got, "HTTP/1.1 508") {
+			t.Errorf("CONNECT %s (the front itself) answered %q, want 508", target, got)
+		}
+	}
+	// SOCKS5: greeting, username/password, CONNECT 127.0.0.1:port.
+	user, pass := fx.front.Username(), fx.front.Password()
+	req := []byte{5, 1, 2, 1, byte(len(user))}
+	req = append(req, user...)
+	req = append(req, byte(len(pass)))
+	req = append(req, pass...)
+	req = append(req, 5, 1, 0, 1, 127, 0, 0, 1, byte(port>>8), byte(port))
+	got := rawExchange(t, fx, string(req))
+	if len(got) < 6 || got[5] != socksNotAllowed {
+		t.Errorf("SOCKS CONNECT to the front itself answered % x, want reply code %d (not allowed)", got, socksNotAllowed)
+	}
+	if n := fx.srv.streams.Load(); n != 0 {
+		t.Errorf("the proxy saw %d streams", n)
+	}
+}
+
+func TestFrontHTTPForwardEmptyPortMeans80(t *testing.T) {
+	fx := newFrontFixture(t, "none")
+	auth := basic(fx.front.Username(), fx.front.Password())
+	fx.srv.mu.Lock()
+	fx.srv.refuse = func(wire.StreamRequest) wire.Status { return wire.StatusRefused }
+	fx.srv.mu.Unlock()
+	rawExchange(t, fx, "GET http://example.test:/ HTTP/1.1\r\nHost: example.test:\r\nProxy-Authorization: Basic "+auth+"\r\n\r\n")
+	fx.srv.mu.Lock()
+	req := fx.srv.lastReq
+	fx.srv.mu.Unlock()
+	if req.Host != "example.test" || req.Port != 80 {
+		t.Fatalf("http://example.test:/ asked the proxy for %s port %d, want example.test port 80", req.Host, req.Port)
+	}
+}
+
+func TestFrontHTTP10KeepAlive(t *testing.T) {
+	web := webTarget(t)
+	fx := newFrontFixture(t, "none")
+	c, err := net.Dial("tcp", fx.front.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	br := bufio.NewReader(c)
+	for _, path := range []string{"/one", "/two"} {
+		fmt.Fprintf(c, "GET %s%s HTTP/1.0\r\nConnection: keep-alive\r\nProxy-Authorization: Basic %s\r\n\r\n",
+			web.URL, path, basic(fx.front.Username(), fx.front.Password()))
+		resp, err := http.ReadResponse(br, &http.Request{Method: "GET", Proto: "HTTP/1.0", ProtoMajor: 1})
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		if string(b) != "got "+path || resp.Header.Get("Connection") != "keep-alive" {
+			t.Fatalf("HTTP/1.0 keep-alive request for %s: %q, Connection %q, want the body and Connection: keep-alive",
+				path, b, resp.Header.Get("Connection"))
+		}
+	}
+}
+
+func TestFrontHTTPBadPortIsBadRequest(t *testing.T) {
+	fx := newFrontFixture(t, "none")
+	auth := basic(fx.front.Username(), fx.front.Password())
+	for _, req := range []string{
+		"CONNECT example.test:0 HTTP/1.1\r\nHost: example.test:0\r\n",
+		"CONNECT example.test:99999 HTTP/1.1\r\nHost: example.test:99999\r\n",
+		"CONNECT :443 HTTP/1.1\r\nHost: :443\r\n",
+		"GET http://example.test:99999/ HTTP/1.1\r\nHost: example.test:99999\r\n",
+	} {
+		got := rawExchange(t, fx, req+"Proxy-Authorization: Basic "+auth+"\r\n\r\n")
+		if !strings.HasPrefix(got, "HTTP/1.1 400") || !strings.Contains(got, "1..65535") {
+			t.Errorf("%q answered %q, want 400 naming the port range", strings.SplitN(req, "\r\n", 2)[0], got)
+		}
+	}
+}
+
+// A request with both Transfer-Encoding and Content-Length is framed by the chunks (RFC
+// 9112 section 6.3), and the target sees only one framing: no smuggled second request.
+func TestFrontChunkedWinsOverContentLength(t *testing.T) {
+	web := webTarget(t)
+	fx := newFrontFixture(t, "none")
+	got := rawExchange(t, fx, "POST "+web.URL+"/post HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n"+
+		"Transfer-Encoding: chunked\r\nConnection: close\r\nProxy-Authorization: Basic "+
+		basic(fx.front.Username(), fx.front.Password())+"\r\n\r\n6\r\nabcdef\r\n0\r\n\r\n")
+	if !strings.HasPrefix(got, "HTTP/1.1 200") || !strings.HasSuffix(got, "posted abcdef") {
+		t.Fatalf("answer %q, want 200 and the whole chunked body posted", got)
 	}
 }

@@ -12,13 +12,28 @@ import (
 type closeWriter interface{ CloseWrite() error }
 
 // copyHalf copies src to dst until src ends, then half-closes dst so that the end of
-// input travels on. It returns the read or write error that stopped it (nil at EOF).
+// input travels on. It returns the read or write error that stopped it (nil at EOF); on
+// an error dst is left open, so that the caller can abort it instead: a half-close would
+// tell the reader that everything arrived.
 func copyHalf(dst io.Writer, src io.Reader) error {
 	_, err := copyBuffered(dst, src)
+	if err != nil {
+		return err
+	}
 	if cw, ok := dst.(closeWriter); ok {
 		cw.CloseWrite()
 	}
-	return err
+	return nil
+}
+
+// abort closes c with a TCP reset when it is a TCP connection, so that its program reads
+// an error (ECONNRESET) rather than an end of stream it could take for a complete
+// transfer.
+func abort(c net.Conn) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetLinger(0)
+	}
+	c.Close()
 }
 
 func copyBuffered(dst io.Writer, src io.Reader) (int64, error) {

@@ -68,9 +68,12 @@ func newManager(d *Dialer) *manager {
 	}
 }
 
-// get returns the open tunnel, opening one if needed. A caller whose ctx ends stops
-// waiting without disturbing the others; the handshake is abandoned only when nobody
-// waits for it any more.
+// get returns the open tunnel, opening one if needed, with a connection counted on it:
+// the caller must release it. Counting under the same lock that hands the tunnel out
+// means that, with PROXY_IDLE=0, another connection closing meanwhile cannot close the
+// tunnel under a dial that holds it, so overlapping connections share one tunnel. A
+// caller whose ctx ends stops waiting without disturbing the others; the handshake is
+// abandoned only when nobody waits for it any more.
 func (m *manager) get(ctx context.Context) (*tunnel, error) {
 	m.mu.Lock()
 	if m.closed {
@@ -78,6 +81,7 @@ func (m *manager) get(ctx context.Context) (*tunnel, error) {
 		return nil, ErrClosed
 	}
 	if t := m.cur; t != nil && !t.sess.IsClosed() {
+		m.acquireLocked(t)
 		m.mu.Unlock()
 		return t, nil
 	}
@@ -97,6 +101,16 @@ func (m *manager) get(ctx context.Context) (*tunnel, error) {
 		return h.t, h.err
 	case <-ctx.Done():
 		m.mu.Lock()
+		select {
+		case <-h.done:
+			// The tunnel opened meanwhile, with this waiter counted on it.
+			m.mu.Unlock()
+			if h.t != nil {
+				m.release(h.t)
+			}
+			return nil, ctx.Err()
+		default:
+		}
 		h.waiters--
 		if h.waiters == 0 && m.pending == h {
 			m.pending = nil
@@ -128,26 +142,25 @@ func (m *manager) open(ctx context.Context, h *handshake) {
 		unwanted, err = sess, context.Canceled
 	}
 	if err != nil {
+		h.err = err
+		close(h.done)
 		m.mu.Unlock()
 		if unwanted != nil {
 			unwanted.Close()
 		}
 		m.d.log.Debug("tunnel failed", "proxy", addr, "err", err)
-		h.err = err
-		close(h.done)
 		return
 	}
 	m.seq++
-	t := &tunnel{id: m.seq, sess: sess, local: local}
+	// Every waiter gets a connection counted on the tunnel (see get); waiters only leave
+	// under m.mu, so the count is exact. Not abandoned means at least one.
+	t := &tunnel{id: m.seq, sess: sess, local: local, active: h.waiters}
 	m.cur = t
-	if m.d.cfg.Idle > 0 {
-		m.armIdle(t)
-	}
+	h.t = t
+	close(h.done)
 	m.wg.Add(1)
 	m.mu.Unlock()
 	m.d.log.Debug("tunnel open", "tunnel", t.id, "proxy", addr, "took", time.Since(start).Round(time.Microsecond))
-	h.t = t
-	close(h.done)
 	go m.watch(t)
 }
 
@@ -231,19 +244,26 @@ func (m *manager) watch(t *tunnel) {
 	m.d.log.Debug("tunnel closed", "tunnel", t.id)
 }
 
-// acquire counts a new connection on t, unless t has closed meanwhile.
-func (m *manager) acquire(t *tunnel) bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.cur != t || t.sess.IsClosed() {
-		return false
-	}
+// acquireLocked counts a new connection on t and stops its idle timer. Called with m.mu
+// held.
+func (m *manager) acquireLocked(t *tunnel) {
 	t.active++
 	if t.idleStop != nil {
 		t.idleStop()
 		t.idleStop = nil
 	}
-	return true
+}
+
+// putBack undoes get's count for a caller that only wanted the tunnel open (Connect). It
+// arms the idle timer like release, but never closes the tunnel at once: PROXY_IDLE=0
+// counts from the last connection, and there has been none yet.
+func (m *manager) putBack(t *tunnel) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	t.active--
+	if t.active == 0 && m.cur == t && m.d.cfg.Idle > 0 {
+		m.armIdle(t)
+	}
 }
 
 // retire makes t take no new connections; it closes when its last one does.
@@ -346,9 +366,6 @@ func (m *manager) tryStream(ctx context.Context, target string, buf []byte) (c *
 	t, err := m.get(ctx)
 	if err != nil {
 		return nil, false, err
-	}
-	if !m.acquire(t) {
-		return nil, true, ErrTunnelLost
 	}
 	st, err := t.sess.OpenStream()
 	if err != nil {

@@ -153,3 +153,59 @@ func BenchmarkDownloadDirectTLS(b *testing.B) {
 		c.Close()
 	}
 }
+
+// sinkServer reads each connection to its end and discards it.
+func sinkServer(b *testing.B) (string, uint16) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	done := make(chan struct{})
+	b.Cleanup(func() { ln.Close(); <-done })
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { io.Copy(io.Discard, c); c.Close() }()
+		}
+	}()
+	ap := ln.Addr().(*net.TCPAddr).AddrPort()
+	return ap.Addr().String(), ap.Port()
+}
+
+// BenchmarkUpload measures client->target throughput of one stream, which the server's
+// stream window (Config.StreamWindow) governs on long paths; on loopback it makes no
+// measurable difference. Run: go test -run XXX -bench Upload ./proxyserver
+func BenchmarkUpload(b *testing.B) {
+	const size = 256 << 20
+	host, port := sinkServer(b)
+	h := newHarness(b, allowLoopback)
+	sess := h.tunnel()
+	chunk := make([]byte, 256<<10)
+	b.SetBytes(size)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		stream, err := sess.OpenStream()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := wire.WriteStreamRequest(stream, wire.StreamRequest{Version: wire.Version, Kind: wire.KindNet, Host: host, Port: port}); err != nil {
+			b.Fatal(err)
+		}
+		if r, err := wire.ReadReply(stream); err != nil || r.Status != wire.StatusOK {
+			b.Fatal(r.Err(), err)
+		}
+		for left := size; left > 0; left -= len(chunk) {
+			if _, err := stream.Write(chunk[:min(left, len(chunk))]); err != nil {
+				b.Fatal(err)
+			}
+		}
+		stream.Close()
+		if _, err := io.Copy(io.Discard, stream); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

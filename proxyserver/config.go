@@ -21,7 +21,23 @@ import (
 const (
 	DefaultHandshakeTimeout = 10 * time.Second
 	DefaultDialTimeout      = 10 * time.Second
-	DefaultMaxStreams       = 1024
+	DefaultMaxStreams       = 256
+	// DefaultMaxHandshakes bounds the connections in their handshake at once: what a flood
+	// of connections that never authenticate can hold (a goroutine and TLS state each, for
+	// up to HandshakeTimeout).
+	DefaultMaxHandshakes = 1024
+	// DefaultStreamWindow is the receive window the server grants each stream: 1 MiB, as
+	// Go's HTTP/2 server grants. With DefaultMaxStreams it bounds what one tunnel can make
+	// the server buffer for targets slower than the client to 256 MiB. A stream's upload
+	// runs at up to StreamWindow per round trip (1 MiB at 50 ms: about 20 MB/s); on
+	// loopback the window makes no measurable difference (BenchmarkUpload).
+	DefaultStreamWindow = 1 << 20
+)
+
+// Bounds of Config.StreamWindow: yamux's own minimum, and the window clients use.
+const (
+	minStreamWindow = 256 << 10
+	maxStreamWindow = 16 << 20
 )
 
 // Resolver turns a host name into addresses. *net.Resolver satisfies it.
@@ -70,12 +86,25 @@ type Config struct {
 	HandshakeTimeout time.Duration
 
 	// DialTimeout bounds name resolution plus the connection to the target, plus its TLS
-	// handshake for tls streams. Default DefaultDialTimeout.
+	// handshake for tls streams. When a name has several allowed addresses, each attempt
+	// gets its share of what is left (at least 2 s), so one address that drops packets does
+	// not use it all. Default DefaultDialTimeout.
 	DialTimeout time.Duration
 
 	// MaxStreams is the number of streams one tunnel may have open at once; past it a new
 	// stream is answered with wire.StatusLimit. Default DefaultMaxStreams.
 	MaxStreams int
+
+	// MaxHandshakes is the number of accepted connections that may be in their handshake
+	// (TLS, Hello, authentication) at once; a connection accepted past it is closed at once,
+	// as sshd's MaxStartups does. Default DefaultMaxHandshakes.
+	MaxHandshakes int
+
+	// StreamWindow is the yamux receive window the server grants each stream: the most
+	// bytes it holds for a stream whose target reads slower than the client sends. A
+	// tunnel can make the server buffer up to MaxStreams × StreamWindow bytes. Default
+	// DefaultStreamWindow; 256 KiB to 16 MiB. It overrides Mux.MaxStreamWindowSize.
+	StreamWindow int
 
 	// Logger receives structured logs; tokens never appear in them. Nil: logs are dropped.
 	Logger *slog.Logger
@@ -86,7 +115,8 @@ type Config struct {
 	Metrics prometheus.Registerer
 
 	// Mux configures each tunnel's yamux session. Nil: wire.MuxConfig(), which is what
-	// clients use; change it only to test keepalive and window behaviour.
+	// clients use (its stream window replaced by StreamWindow); change it only to test
+	// keepalive behaviour.
 	Mux *yamux.Config
 }
 
@@ -118,6 +148,12 @@ func (c Config) withDefaults() (Config, error) {
 	if c.MaxStreams == 0 {
 		c.MaxStreams = DefaultMaxStreams
 	}
+	if c.MaxHandshakes == 0 {
+		c.MaxHandshakes = DefaultMaxHandshakes
+	}
+	if c.StreamWindow == 0 {
+		c.StreamWindow = DefaultStreamWindow
+	}
 	switch {
 	case c.HandshakeTimeout < 0:
 		return c, fmt.Errorf("proxyserver: HandshakeTimeout %v is negative", c.HandshakeTimeout)
@@ -125,6 +161,10 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("proxyserver: DialTimeout %v is negative", c.DialTimeout)
 	case c.MaxStreams < 0:
 		return c, fmt.Errorf("proxyserver: MaxStreams %d is negative", c.MaxStreams)
+	case c.MaxHandshakes < 0:
+		return c, fmt.Errorf("proxyserver: MaxHandshakes %d is negative", c.MaxHandshakes)
+	case c.StreamWindow < minStreamWindow || c.StreamWindow > maxStreamWindow:
+		return c, fmt.Errorf("proxyserver: StreamWindow %d outside %d..%d", c.StreamWindow, minStreamWindow, maxStreamWindow)
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -134,6 +174,9 @@ func (c Config) withDefaults() (Config, error) {
 	} else {
 		c.Mux = c.Mux.Clone()
 	}
+	// yamux has no window for the whole session: each stream's window is all that bounds
+	// what a client can make the server hold, so it is the server's choice, not the client's.
+	c.Mux.MaxStreamWindowSize = uint32(c.StreamWindow)
 	if c.Mux.AcceptBacklog < c.MaxStreams {
 		// yamux resets streams that arrive while its backlog is full; let a burst up to
 		// MaxStreams wait for the accept loop, so that past it the client gets StatusLimit.

@@ -26,6 +26,7 @@ const (
 	resultAuthFailed      = "auth_failed"
 	resultBadVersion      = "bad_version"
 	resultHandshakeFailed = "handshake_failed"
+	resultHandshakeLimit  = "handshake_limit" // closed at accept: MaxHandshakes in progress
 )
 
 // Handshake stages, the label values of tessel_proxy_handshake_failures_total.
@@ -43,7 +44,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 		tunnelsTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tessel_proxy_tunnels_total",
-			Help: "Connections accepted, by how their handshake ended: ok, auth_failed, bad_version, handshake_failed.",
+			Help: "Connections accepted, by how their handshake ended: ok, auth_failed, bad_version, handshake_failed, handshake_limit (closed at once: too many handshakes in progress).",
 		}, []string{"result"}),
 		handshakeFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tessel_proxy_handshake_failures_total",
@@ -68,7 +69,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	// Label values known up front show as zero before the first event, so that a
 	// dashboard's rate() has a series to start from.
-	for _, r := range []string{resultOK, resultAuthFailed, resultBadVersion, resultHandshakeFailed} {
+	for _, r := range []string{resultOK, resultAuthFailed, resultBadVersion, resultHandshakeFailed, resultHandshakeLimit} {
 		m.tunnelsTotal.WithLabelValues(r)
 	}
 	for _, s := range []string{stageTLS, stageHello, stageAuth} {

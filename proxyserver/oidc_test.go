@@ -10,10 +10,14 @@ import (
 	"encoding/json"
 	"errors"
 	"net"
+	"net/http"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/coreos/go-oidc/v3/oidc"
 
 	"github.com/tessel/tessel-proxy/internal/testoidc"
 )
@@ -177,5 +181,57 @@ func TestNewOIDCAuthenticatorErrors(t *testing.T) {
 				t.Fatalf("err = %v, want one naming %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// countingTransport counts the requests for anything but the discovery document.
+type countingTransport struct {
+	mu   sync.Mutex
+	keys int
+}
+
+func (c *countingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if !strings.HasSuffix(req.URL.Path, "/.well-known/openid-configuration") {
+		c.mu.Lock()
+		c.keys++
+		c.mu.Unlock()
+	}
+	return http.DefaultTransport.RoundTrip(req)
+}
+
+func (c *countingTransport) count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.keys
+}
+
+// TestOIDCForgedTokensDoNotHammerTheIssuer: every token whose signature no cached key
+// verifies would make go-oidc fetch the issuer's keys again; a client that has not
+// authenticated must not be able to turn the server into a JWKS flooder.
+func TestOIDCForgedTokensDoNotHammerTheIssuer(t *testing.T) {
+	t.Parallel()
+	s := testoidc.Start(t, testoidc.Options{})
+	transport := &countingTransport{}
+	ctx := oidc.ClientContext(context.Background(), &http.Client{Transport: transport})
+	a, err := NewOIDCAuthenticator(ctx, s.Issuer, testoidc.Audience)
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := s.ServiceToken(t, "")
+	if _, err := a.Authenticate(context.Background(), good); err != nil {
+		t.Fatal(err)
+	}
+	forged := resign(t, good)
+	for range 20 {
+		assertRefused(t, a, forged, "signature")
+	}
+	// One fetch for the good token's key, one more for the first forged token (a token
+	// had verified since the last fetch: it may be a rotation), then none.
+	if n := transport.count(); n > 2 {
+		t.Errorf("20 forged tokens made %d key fetches, want at most 2", n)
+	}
+	// A valid token still verifies from the keys already fetched.
+	if _, err := a.Authenticate(context.Background(), good); err != nil {
+		t.Fatalf("valid token refused while fetches are held back: %v", err)
 	}
 }

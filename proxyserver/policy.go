@@ -17,8 +17,8 @@ import (
 // host itself, so a name that resolves to a private address is refused like the address is.
 type Policy struct {
 	// Allow lists prefixes that are allowed even though DeniedReason would refuse them.
-	// An IPv4 prefix also matches the IPv4-mapped, IPv4-compatible, NAT64 and 6to4 spellings
-	// of the addresses inside it.
+	// An IPv4 prefix also matches the IPv4-mapped, IPv4-compatible, IPv4-translated, NAT64,
+	// 6to4 and Teredo spellings of the addresses inside it.
 	Allow []netip.Prefix
 }
 
@@ -55,28 +55,38 @@ var deniedRanges = []deniedRange{
 // judged as well, so that ::ffff:127.0.0.1 or 64:ff9b::a00:1 cannot reach what 127.0.0.1 or
 // 10.0.0.1 cannot.
 var (
-	ipv4Compatible = netip.MustParsePrefix("::/96")        // deprecated ::a.b.c.d
-	nat64          = netip.MustParsePrefix("64:ff9b::/96") // RFC 6052 well-known prefix
-	sixToFour      = netip.MustParsePrefix("2002::/16")    // RFC 3056, v4 in bits 16..47
+	ipv4Compatible = netip.MustParsePrefix("::/96")           // deprecated ::a.b.c.d
+	ipv4Translated = netip.MustParsePrefix("::ffff:0:0:0/96") // SIIT (RFC 2765) ::ffff:0:a.b.c.d
+	nat64          = netip.MustParsePrefix("64:ff9b::/96")    // RFC 6052 well-known prefix
+	sixToFour      = netip.MustParsePrefix("2002::/16")       // RFC 3056, v4 in bits 16..47
+	teredo         = netip.MustParsePrefix("2001::/32")       // RFC 4380, see embeddedIPv4
 )
 
-// embeddedIPv4 returns the IPv4 address that addr carries, if it is one of the IPv6 forms
-// that route to an IPv4 address.
-func embeddedIPv4(addr netip.Addr) (netip.Addr, bool) {
+// embeddedIPv4 returns the IPv4 addresses that addr carries, if it is one of the IPv6 forms
+// that route to an IPv4 address: one for most forms, two for Teredo (its server, and its
+// client's mapped address, stored inverted), which a Teredo interface on this machine
+// would send packets to.
+func embeddedIPv4(addr netip.Addr) []netip.Addr {
 	if addr.Is4In6() {
-		return addr.Unmap(), true
+		return []netip.Addr{addr.Unmap()}
 	}
 	if !addr.Is6() {
-		return netip.Addr{}, false
+		return nil
 	}
 	b := addr.As16()
 	switch {
-	case nat64.Contains(addr), ipv4Compatible.Contains(addr) && addr != netip.IPv6Unspecified() && addr != netip.IPv6Loopback():
-		return netip.AddrFrom4([4]byte(b[12:16])), true
+	case nat64.Contains(addr), ipv4Translated.Contains(addr),
+		ipv4Compatible.Contains(addr) && addr != netip.IPv6Unspecified() && addr != netip.IPv6Loopback():
+		return []netip.Addr{netip.AddrFrom4([4]byte(b[12:16]))}
 	case sixToFour.Contains(addr):
-		return netip.AddrFrom4([4]byte(b[2:6])), true
+		return []netip.Addr{netip.AddrFrom4([4]byte(b[2:6]))}
+	case teredo.Contains(addr):
+		return []netip.Addr{
+			netip.AddrFrom4([4]byte(b[4:8])),
+			netip.AddrFrom4([4]byte{^b[12], ^b[13], ^b[14], ^b[15]}),
+		}
 	}
-	return netip.Addr{}, false
+	return nil
 }
 
 // DeniedReason reports why addr is in a range the server refuses by default ("loopback",
@@ -89,7 +99,7 @@ func DeniedReason(addr netip.Addr) string {
 			return r.reason
 		}
 	}
-	if v4, ok := embeddedIPv4(addr); ok {
+	for _, v4 := range embeddedIPv4(addr) {
 		if reason := DeniedReason(v4); reason != "" {
 			return reason + " (" + v4.String() + " inside)"
 		}
@@ -97,15 +107,31 @@ func DeniedReason(addr netip.Addr) string {
 	return ""
 }
 
-// allowed reports whether addr, or the IPv4 address it embeds, is inside an Allow prefix.
+// allowed reports whether addr is inside an Allow prefix, or every IPv4 address it embeds
+// that the default policy refuses is.
 func (p *Policy) allowed(addr netip.Addr) bool {
 	if p == nil {
 		return false
 	}
 	addr = addr.WithZone("")
-	v4, hasV4 := embeddedIPv4(addr)
+	if p.contains(addr) {
+		return true
+	}
+	embedded := embeddedIPv4(addr)
+	if len(embedded) == 0 {
+		return false
+	}
+	for _, v4 := range embedded {
+		if DeniedReason(v4) != "" && !p.contains(v4) {
+			return false
+		}
+	}
+	return true
+}
+
+func (p *Policy) contains(addr netip.Addr) bool {
 	for _, pre := range p.Allow {
-		if pre.Contains(addr) || hasV4 && pre.Contains(v4) {
+		if pre.Contains(addr) {
 			return true
 		}
 	}

@@ -25,11 +25,16 @@ func TestPolicyDefaultRanges(t *testing.T) {
 		"::ffff:127.0.0.1", "::ffff:10.0.0.1", "::ffff:169.254.169.254", "::127.0.0.1",
 		"::10.0.0.1", "64:ff9b::7f00:1", "64:ff9b::a9fe:a9fe", "2002:7f00:1::1",
 		"2002:c0a8:101::1", "64:ff9b:1::1",
+		// IPv4-translated (SIIT) ::ffff:0:127.0.0.1, and Teredo whose client (stored
+		// inverted) is 127.0.0.1 or whose server is 10.0.0.1.
+		"::ffff:0:7f00:1", "2001:0:4136:e378:8000:63bf:80ff:fffe", "2001:0:a00:1:8000:63bf:3fff:fdd2",
 	}
 	allowed := []string{
 		"1.1.1.1", "8.8.8.8", "172.32.0.1", "100.128.0.1", "192.0.2.1", "198.18.0.1",
 		"2001:db8::1", "2606:4700:4700::1111", "::ffff:1.1.1.1", "64:ff9b::808:808",
-		"2002:808:808::1",
+		"2002:808:808::1", "::ffff:0:808:808",
+		// Teredo, server 65.54.227.120, client 192.0.2.45.
+		"2001:0:4136:e378:8000:63bf:3fff:fdd2",
 	}
 	var p *Policy // nil is the zero policy
 	for _, s := range denied {
@@ -46,12 +51,14 @@ func TestPolicyDefaultRanges(t *testing.T) {
 
 func TestPolicyAllowOpensRangesInEverySpelling(t *testing.T) {
 	p := &Policy{Allow: mustPrefixes("127.0.0.0/8", "10.1.0.0/16")}
-	for _, s := range []string{"127.0.0.1", "::ffff:127.0.0.1", "10.1.2.3", "64:ff9b::a01:203"} {
+	for _, s := range []string{"127.0.0.1", "::ffff:127.0.0.1", "10.1.2.3", "64:ff9b::a01:203", "2001:0:4136:e378:8000:63bf:80ff:fffe"} {
 		if err := p.Check(netip.MustParseAddr(s)); err != nil {
 			t.Errorf("%s with allow %v: %v", s, p.Allow, err)
 		}
 	}
-	for _, s := range []string{"10.2.0.1", "::1", "169.254.169.254"} {
+	// A Teredo address is allowed only when every refused address inside it is: here the
+	// client is 127.0.0.1 but the server 10.2.0.1.
+	for _, s := range []string{"10.2.0.1", "::1", "169.254.169.254", "2001:0:a02:1:8000:63bf:80ff:fffe"} {
 		if err := p.Check(netip.MustParseAddr(s)); err == nil {
 			t.Errorf("%s allowed by %v", s, p.Allow)
 		}

@@ -42,6 +42,21 @@ type Server struct {
 	wg        sync.WaitGroup // one per tunnel goroutine
 
 	lastTunnelID atomic.Uint64
+	handshaking  atomic.Int64 // connections accepted and not yet authenticated
+	limitWarned  atomic.Int64 // unix seconds of the last handshake-limit warning
+}
+
+// warnHandshakeLimit logs that connections are being dropped at MaxHandshakes, at most once
+// a minute: in a flood, one line per dropped connection would flood the log as well (the
+// metric counts every one).
+func (s *Server) warnHandshakeLimit() {
+	now := time.Now().Unix()
+	last := s.limitWarned.Load()
+	if now-last < 60 || !s.limitWarned.CompareAndSwap(last, now) {
+		return
+	}
+	s.log.Warn("dropping new connections: too many handshakes in progress",
+		"max_handshakes", s.cfg.MaxHandshakes, "metric", `tessel_proxy_tunnels_total{result="handshake_limit"}`)
 }
 
 // New checks cfg, fills in its defaults, and registers the metrics. The server does
@@ -107,6 +122,15 @@ func (s *Server) Serve(ln net.Listener) error {
 			continue
 		}
 		backoff = 0
+		if s.handshaking.Load() >= int64(s.cfg.MaxHandshakes) {
+			// Past the limit a connection costs nothing but this: a flood of clients that
+			// never authenticate cannot hold more than MaxHandshakes handshakes' worth.
+			s.m.tunnelsTotal.WithLabelValues(resultHandshakeLimit).Inc()
+			s.warnHandshakeLimit()
+			conn.Close()
+			continue
+		}
+		s.handshaking.Add(1)
 		t := &tunnel{
 			s:       s,
 			id:      s.lastTunnelID.Add(1),
@@ -117,6 +141,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		s.mu.Lock()
 		if s.closing {
 			s.mu.Unlock()
+			s.handshaking.Add(-1)
 			conn.Close()
 			return ErrServerClosed
 		}
@@ -289,6 +314,7 @@ func (t *tunnel) serve() {
 	remote := t.raw.RemoteAddr().String()
 
 	ident, conn, ok := t.handshake(start.Add(s.cfg.HandshakeTimeout), remote)
+	s.handshaking.Add(-1)
 	if !ok {
 		t.raw.Close()
 		return

@@ -19,7 +19,9 @@ import (
 	"time"
 
 	"github.com/hashicorp/yamux"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 
 	"github.com/tessel/tessel-proxy/wire"
 )
@@ -623,6 +625,26 @@ func TestMetricsScrapedOverHTTP(t *testing.T) {
 	t.Logf("metrics:\n%s", body)
 }
 
+// TestMetricsFollowPrometheusConventions runs promlint, the checks of Prometheus's own
+// tooling (names, units, _total on counters, help text), over every collector.
+func TestMetricsFollowPrometheusConventions(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	if _, err := newMetrics(reg); err != nil {
+		t.Fatal(err)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	problems, err := promlint.NewWithMetricFamilies(mfs).Lint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("%s: %s", p.Metric, p.Text)
+	}
+}
+
 func containsAll(s string, subs []string) bool {
 	for _, sub := range subs {
 		if !strings.Contains(s, sub) {
@@ -643,6 +665,7 @@ func TestNewRejectsIncompleteConfig(t *testing.T) {
 		{"no TLS", Config{Authenticator: auth}, "TLS"},
 		{"no auth", Config{TLS: &tls.Config{Certificates: []tls.Certificate{cert}}}, "Authenticator"},
 		{"negative streams", Config{TLS: &tls.Config{Certificates: []tls.Certificate{cert}}, Authenticator: auth, MaxStreams: -1}, "MaxStreams"},
+		{"window under yamux's minimum", Config{TLS: &tls.Config{Certificates: []tls.Certificate{cert}}, Authenticator: auth, StreamWindow: 64 << 10}, "StreamWindow"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

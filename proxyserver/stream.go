@@ -149,19 +149,23 @@ func (s *Server) dialTarget(req wire.StreamRequest) (net.Conn, wire.Status, erro
 	}
 	_, literal := ParseHostAddr(req.Host)
 	status, err = wire.StatusDenied, nil
+	allowed := addrs[:0]
 	for _, addr := range addrs {
 		if perr := s.cfg.Policy.Check(addr); perr != nil {
 			if err == nil {
-				status, err = wire.StatusDenied, perr
+				err = perr
 				if !literal {
 					err = fmt.Errorf("%s: %w", req.Host, perr)
 				}
 			}
 			continue
 		}
+		allowed = append(allowed, addr)
+	}
+	for i, addr := range allowed {
 		// The policy judged addr; dial exactly addr, so no second lookup can swap it.
 		ap := netip.AddrPortFrom(addr.Unmap(), req.Port).String()
-		conn, derr := s.cfg.Dialer.DialContext(ctx, "tcp", ap)
+		conn, derr := s.dialOne(ctx, ap, len(allowed)-i)
 		if derr != nil {
 			status, err = dialStatus(ctx, derr), fmt.Errorf("connect to %s: %w", ap, unwrapOpError(derr))
 			if ctx.Err() != nil {
@@ -191,6 +195,22 @@ func (s *Server) dialTarget(req wire.StreamRequest) (net.Conn, wire.Status, erro
 		return tconn, wire.StatusOK, nil
 	}
 	return nil, status, err
+}
+
+// dialOne dials ap with its share of what is left of ctx's deadline, left addresses (this
+// one included) still to try, so that one address that drops packets (a broken IPv6 path)
+// does not use up the time of the others. As net.Dialer does, a share is at least 2 s when
+// that much is left.
+func (s *Server) dialOne(ctx context.Context, ap string, left int) (net.Conn, error) {
+	if deadline, ok := ctx.Deadline(); ok && left > 1 {
+		const saneMinimum = 2 * time.Second
+		remaining := time.Until(deadline)
+		share := max(remaining/time.Duration(left), min(saneMinimum, remaining))
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, share)
+		defer cancel()
+	}
+	return s.cfg.Dialer.DialContext(ctx, "tcp", ap)
 }
 
 // resolve returns the addresses of host: the host itself when it is an IP address in any
@@ -262,14 +282,15 @@ func unwrapOpError(err error) error {
 }
 
 // pipe copies in both directions until both have ended. An end of input in one direction
-// becomes a half-close of the other side (yamux FIN, TCP or TLS CloseWrite); an error in
-// either direction tears both down. It returns the bytes relayed client->target (in) and
-// target->client (out), and leaves both connections closed.
+// becomes a half-close of the other side (yamux FIN, TCP or TLS CloseWrite). An error in
+// either direction closes the target and sends the client a FIN, then discards whatever the
+// client still sends until it closes its side: yamux has no reset, and a client left writing
+// into a stream window that nobody reopens would hang until yamux's StreamCloseTimeout (an
+// upload to a web server that refused it early, say). It returns the bytes relayed
+// client->target (in) and target->client (out), and leaves both connections closed.
 func pipe(stream *yamux.Stream, target net.Conn, inCounter, outCounter prometheus.Counter) (in, out int64) {
-	abort := func() {
+	fail := func() {
 		target.Close()
-		// A FIN alone would leave our own Read of the stream waiting for the client.
-		_ = stream.SetReadDeadline(time.Unix(1, 0))
 		stream.Close()
 	}
 	done := make(chan struct{})
@@ -278,20 +299,20 @@ func pipe(stream *yamux.Stream, target net.Conn, inCounter, outCounter prometheu
 		var err error
 		out, err = copyCounted(stream, target, outCounter)
 		if err != nil {
-			abort()
+			fail()
 			return
 		}
 		stream.Close()
 	}()
 	in, err := copyCounted(target, stream, inCounter)
-	if err != nil {
-		abort()
-	} else if cw, ok := target.(interface{ CloseWrite() error }); ok {
-		if cw.CloseWrite() != nil {
-			abort()
+	if err == nil {
+		if cw, ok := target.(interface{ CloseWrite() error }); !ok || cw.CloseWrite() != nil {
+			fail()
 		}
 	} else {
-		abort()
+		fail()
+		// Ends at the client's FIN, when the tunnel closes, or at StreamCloseTimeout.
+		_, _ = io.Copy(io.Discard, stream)
 	}
 	<-done
 	target.Close()

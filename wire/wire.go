@@ -289,7 +289,8 @@ func ReadReply(r io.Reader) (Reply, error) {
 
 // MuxConfig returns the yamux configuration both ends of a tunnel use. The window and
 // keepalive values are part of the protocol's behaviour: a 4 MiB stream window keeps a
-// single stream from stalling on a long, fast path, and keepalive pings every
+// single stream from stalling on a long, fast path (a server grants a smaller one, as it
+// holds the window for every stream of every tunnel), and keepalive pings every
 // keepaliveInterval let either side notice a dead tunnel within about
 // keepaliveInterval + writeTimeout.
 func MuxConfig() *yamux.Config {

@@ -211,19 +211,19 @@ func runLogin(ctx context.Context, o *LoginOptions) error {
 	if err := stores.Save(o.Profile, source, creds); err != nil {
 		return exitCode(ExitFailure, fmt.Errorf("login: %w", err))
 	}
-	who := creds.Account
-	if who == "" {
-		who = "an API key"
-	}
 	where := "the OS keyring"
 	if source == oauth.SourceFile {
 		where = stores.File.Path
+	}
+	if creds.Account == "" {
+		fmt.Fprintf(o.IO.Err, "Stored the API key (profile %s) in %s.\n", o.Profile, where)
+		return nil
 	}
 	at := ""
 	if creds.Issuer != "" {
 		at = " at " + creds.Issuer
 	}
-	fmt.Fprintf(o.IO.Err, "Logged in%s as %s (profile %s); token stored in %s.\n", at, who, o.Profile, where)
+	fmt.Fprintf(o.IO.Err, "Logged in%s as %s (profile %s); token stored in %s.\n", at, creds.Account, o.Profile, where)
 	return nil
 }
 

@@ -220,7 +220,7 @@ func TestLoginWithToken(t *testing.T) {
 	env := loginEnv(t, nil)
 	profile := testProfile(t)
 	_, errs, code := mainWith(env, "tm-key-0123456789\n", "login", "--with-token", "--profile", profile)
-	if code != 0 || !strings.Contains(errs, "as an API key") {
+	if code != 0 || !strings.Contains(errs, "Stored the API key") {
 		t.Fatalf("login --with-token exit %d: %s", code, errs)
 	}
 	if out := mustRun(t, env, "auth", "token", "--profile", profile); out != "tm-key-0123456789\n" {

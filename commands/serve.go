@@ -4,9 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/base64"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -461,7 +459,7 @@ func serveCertificate(o *ServeOptions, clientHost netip.Addr, logger *slog.Logge
 		if o.Dev {
 			// The dev directory is ours: a certificate that does not name the address
 			// clients are told to use is replaced rather than left to fail every client.
-			if err := serveCertCovers(o.CertFile, clientHost.String()); err != nil && !errors.Is(err, os.ErrNotExist) {
+			if err := proxyserver.CertCovers(o.CertFile, clientHost.String()); err != nil && !errors.Is(err, os.ErrNotExist) {
 				logger.Info("replacing the dev certificate", "reason", err)
 				os.Remove(o.CertFile)
 				os.Remove(o.KeyFile)
@@ -479,13 +477,7 @@ func serveCertificate(o *ServeOptions, clientHost netip.Addr, logger *slog.Logge
 		if created {
 			verb = "generated"
 		}
-		var names []string
-		if leaf, err := serveCertLeaf(o.CertFile); err == nil {
-			names = append(names, leaf.DNSNames...)
-			for _, ip := range leaf.IPAddresses {
-				names = append(names, ip.String())
-			}
-		}
+		names, _ := proxyserver.CertNames(o.CertFile) // only for the message
 		if o.Dev {
 			logger.Info(verb+" self-signed certificate", "cert", o.CertFile, "sha256", fp, "names", strings.Join(names, ","))
 		} else {
@@ -498,31 +490,6 @@ func serveCertificate(o *ServeOptions, clientHost netip.Addr, logger *slog.Logge
 		return nil, exitCode(ExitUsage, fmt.Errorf("--cert/--key: %w", err))
 	}
 	return cert, nil
-}
-
-// serveCertLeaf parses the first certificate in a PEM file.
-func serveCertLeaf(file string) (*x509.Certificate, error) {
-	data, err := os.ReadFile(file)
-	if err != nil {
-		return nil, err
-	}
-	block, _ := pem.Decode(data)
-	if block == nil {
-		return nil, errors.New("no PEM certificate")
-	}
-	return x509.ParseCertificate(block.Bytes)
-}
-
-// serveCertCovers reports whether the certificate in file is valid now for host.
-func serveCertCovers(file, host string) error {
-	cert, err := serveCertLeaf(file)
-	if err != nil {
-		return err
-	}
-	if time.Now().Add(24 * time.Hour).After(cert.NotAfter) {
-		return errors.New("certificate expires within a day")
-	}
-	return cert.VerifyHostname(host)
 }
 
 func serveDedupe(ss []string) []string {

@@ -80,11 +80,7 @@ func WebLogin(ctx context.Context, c Client, open func(url string) error, out io
 	verifier := oauth2.GenerateVerifier()
 	authURL := cfg.AuthCodeURL(state, oauth2.S256ChallengeOption(verifier))
 
-	type result struct {
-		code string
-		err  error
-	}
-	results := make(chan result, 1)
+	results := make(chan callback, 1)
 	srv := &http.Server{
 		ReadHeaderTimeout: 10 * time.Second,
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -105,7 +101,7 @@ func WebLogin(ctx context.Context, c Client, open func(url string) error, out io
 				return
 			}
 			select {
-			case results <- result{res.code, res.err}:
+			case results <- res:
 			default:
 			}
 		}),
@@ -128,7 +124,7 @@ func WebLogin(ctx context.Context, c Client, open func(url string) error, out io
 	}
 	fmt.Fprintf(out, "If the browser did not open, visit this URL on this machine:\n  %s\n", authURL)
 
-	var res result
+	var res callback
 	select {
 	case <-ctx.Done():
 		return nil, fmt.Errorf("login cancelled: %w", ctx.Err())

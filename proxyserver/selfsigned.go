@@ -106,26 +106,61 @@ func GenerateSelfSigned(hosts []string, now time.Time) (certPEM, keyPEM []byte, 
 // CertFingerprint returns the SHA-256 fingerprint of the first certificate in the PEM file,
 // as colon-separated upper-case hex (the form `openssl x509 -fingerprint -sha256` prints).
 func CertFingerprint(certFile string) (string, error) {
-	data, err := os.ReadFile(certFile)
+	leaf, err := ReadLeaf(certFile)
 	if err != nil {
 		return "", err
+	}
+	sum := sha256.Sum256(leaf.Raw)
+	h := strings.ToUpper(hex.EncodeToString(sum[:]))
+	parts := make([]string, 0, len(sum))
+	for i := 0; i < len(h); i += 2 {
+		parts = append(parts, h[i:i+2])
+	}
+	return strings.Join(parts, ":"), nil
+}
+
+// ReadLeaf parses the first certificate in a PEM file.
+func ReadLeaf(certFile string) (*x509.Certificate, error) {
+	data, err := os.ReadFile(certFile)
+	if err != nil {
+		return nil, err
 	}
 	for {
 		var block *pem.Block
 		block, data = pem.Decode(data)
 		if block == nil {
-			return "", fmt.Errorf("%s: no PEM certificate in it", certFile)
+			return nil, fmt.Errorf("%s: no PEM certificate in it", certFile)
 		}
 		if block.Type == "CERTIFICATE" {
-			sum := sha256.Sum256(block.Bytes)
-			h := strings.ToUpper(hex.EncodeToString(sum[:]))
-			parts := make([]string, 0, len(sum))
-			for i := 0; i < len(h); i += 2 {
-				parts = append(parts, h[i:i+2])
-			}
-			return strings.Join(parts, ":"), nil
+			return x509.ParseCertificate(block.Bytes)
 		}
 	}
+}
+
+// CertNames returns the DNS names and IP addresses the certificate in certFile is for.
+func CertNames(certFile string) ([]string, error) {
+	leaf, err := ReadLeaf(certFile)
+	if err != nil {
+		return nil, err
+	}
+	names := append([]string(nil), leaf.DNSNames...)
+	for _, ip := range leaf.IPAddresses {
+		names = append(names, ip.String())
+	}
+	return names, nil
+}
+
+// CertCovers returns nil when the certificate in certFile is valid for host for at least
+// another day, else why not.
+func CertCovers(certFile, host string) error {
+	leaf, err := ReadLeaf(certFile)
+	if err != nil {
+		return err
+	}
+	if time.Now().Add(24 * time.Hour).After(leaf.NotAfter) {
+		return errors.New("certificate expires within a day")
+	}
+	return leaf.VerifyHostname(host)
 }
 
 func exists(path string) (bool, error) {

@@ -2,17 +2,11 @@ package commands
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -28,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tessel/tessel-proxy/internal/testcert"
 	"github.com/tessel/tessel-proxy/proxyserver"
 	"golang.org/x/sys/unix"
 )
@@ -58,19 +53,7 @@ const runTestToken = "run-test-token-7f3a9c"
 // its default policy refuses.
 func runTestProxy(t *testing.T, allowLoopback bool) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, BasicConstraintsValid: true, IsCA: true,
-		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cert := testcert.New(t)
 	auth, err := proxyserver.NewStaticAuthenticator(runTestToken)
 	if err != nil {
 		t.Fatal(err)
@@ -80,7 +63,7 @@ func runTestProxy(t *testing.T, allowLoopback bool) {
 		policy.Allow = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
 	}
 	srv, err := proxyserver.New(proxyserver.Config{
-		TLS:           &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}},
+		TLS:           &tls.Config{Certificates: []tls.Certificate{cert.TLS}},
 		Authenticator: auth,
 		Policy:        policy,
 	})
@@ -98,7 +81,7 @@ func runTestProxy(t *testing.T, allowLoopback bool) {
 	runTestEnv(t)
 	t.Setenv("PROXY_HOST", "127.0.0.1")
 	t.Setenv("PROXY_PORT", strconv.Itoa(ln.Addr().(*net.TCPAddr).Port))
-	t.Setenv("PROXY_CERT", string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})))
+	t.Setenv("PROXY_CERT", string(cert.PEM))
 	t.Setenv("PROXY_TOKEN", runTestToken)
 	t.Setenv("PROXY_LOCAL", "none")
 }

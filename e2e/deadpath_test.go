@@ -143,7 +143,7 @@ func TestStalledDownloadFailsWhenPathDiesAndNextDialReconnects(t *testing.T) {
 		"echo 1 > /proc/sys/net/ipv4/ip_forward").CombinedOutput(); err != nil {
 		t.Fatalf("enable forwarding in %s: %v\n%s", routerNS, err, out)
 	}
-	ip("route", "add", deviceNet, "via", routerHostSide)
+	ip("route", "replace", deviceNet, "via", routerHostSide)
 	t.Cleanup(func() { exec.Command("ip", "route", "del", deviceNet, "via", routerHostSide).Run() })
 
 	// The target: python3 in its namespace.

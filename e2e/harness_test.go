@@ -35,9 +35,38 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "build tessel-proxy:", err)
 		os.Exit(1)
 	}
+	removeStaleNetworks()
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
+}
+
+// removeStaleNetworks deletes the namespaces and links (named tpx-*, tpx*) that an earlier run
+// of these tests left behind when it was killed: their addresses would shadow this run's.
+// Two runs of this package at once on one machine are not supported.
+func removeStaleNetworks() {
+	if os.Geteuid() != 0 {
+		return
+	}
+	if out, err := exec.Command("ip", "netns", "list").Output(); err == nil {
+		for _, line := range strings.Split(string(out), "\n") {
+			if name, _, _ := strings.Cut(line, " "); strings.HasPrefix(name, "tpx-") {
+				exec.Command("ip", "netns", "del", name).Run()
+			}
+		}
+	}
+	if out, err := exec.Command("ip", "-o", "link", "show").Output(); err == nil {
+		for _, line := range strings.Split(string(out), "\n") {
+			fields := strings.Fields(line)
+			if len(fields) < 2 {
+				continue
+			}
+			name, _, _ := strings.Cut(strings.TrimSuffix(fields[1], ":"), "@")
+			if strings.HasPrefix(name, "tpx") {
+				exec.Command("ip", "link", "del", name).Run()
+			}
+		}
+	}
 }
 
 // needTools fails the test, naming what to install, when a tool it drives is missing.

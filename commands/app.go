@@ -32,7 +32,7 @@ const (
 )
 
 // ExitError carries an exit code with the error that caused it. Commands return it (through
-// usageError, failure or exitCode) and Main prints the message once and exits with the code.
+// usageError or exitCode) and Main prints the message once and exits with the code.
 type ExitError struct {
 	Code int
 	Err  error // nil: exit silently with Code (the message was already shown)
@@ -86,9 +86,7 @@ func NewApp(io IO) *cli.App {
 			versionCommand(io),
 		},
 		ExitErrHandler: func(*cli.Context, error) {}, // Main maps errors to exit codes
-		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
-			return &ExitError{Code: ExitUsage, Err: err}
-		},
+		OnUsageError:   onUsageError,
 	}
 	setUsageErrors(app.Commands)
 	finishApp(app, io)
@@ -99,12 +97,15 @@ func NewApp(io IO) *cli.App {
 func setUsageErrors(cmds []*cli.Command) {
 	for _, c := range cmds {
 		if c.OnUsageError == nil {
-			c.OnUsageError = func(_ *cli.Context, err error, _ bool) error {
-				return &ExitError{Code: ExitUsage, Err: err}
-			}
+			c.OnUsageError = onUsageError
 		}
 		setUsageErrors(c.Subcommands)
 	}
+}
+
+// onUsageError gives a flag parse error exit status 2.
+func onUsageError(_ *cli.Context, err error, _ bool) error {
+	return &ExitError{Code: ExitUsage, Err: err}
 }
 
 // Main runs the app with args and returns the process exit status. Errors are printed as one

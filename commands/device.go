@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -176,10 +177,7 @@ Examples:
 			if err != nil {
 				return err
 			}
-			def := reg.Default
-			if def == "" {
-				def = deviceenv.LocalName
-			}
+			def := reg.DefaultName()
 			entries := []deviceEntry{{Name: deviceenv.LocalName, Address: deviceenv.LocalName, Default: def == deviceenv.LocalName}}
 			for _, name := range reg.Names() {
 				d := reg.Devices[name]
@@ -270,11 +268,7 @@ Examples:
 				if err != nil {
 					return err
 				}
-				def := reg.Default
-				if def == "" {
-					def = deviceenv.LocalName
-				}
-				fmt.Fprintln(io.Out, def)
+				fmt.Fprintln(io.Out, reg.DefaultName())
 				return nil
 			case 1:
 			default:
@@ -345,14 +339,6 @@ type interspersed struct {
 // positional (it means stdin).
 func splitInterspersed(args, valued, boolean []string) ([]string, interspersed, error) {
 	out := interspersed{values: map[string][]string{}, bools: map[string]bool{}}
-	isIn := func(list []string, s string) bool {
-		for _, x := range list {
-			if x == s {
-				return true
-			}
-		}
-		return false
-	}
 	var pos []string
 	for i := 0; i < len(args); i++ {
 		a := args[i]
@@ -365,7 +351,7 @@ func splitInterspersed(args, valued, boolean []string) ([]string, interspersed, 
 		}
 		name, value, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
 		switch {
-		case isIn(valued, name):
+		case slices.Contains(valued, name):
 			if !hasValue {
 				if i+1 >= len(args) {
 					return nil, out, fmt.Errorf("flag --%s needs a value", name)
@@ -374,7 +360,7 @@ func splitInterspersed(args, valued, boolean []string) ([]string, interspersed, 
 				value = args[i]
 			}
 			out.values[name] = append(out.values[name], value)
-		case isIn(boolean, name) && !hasValue:
+		case slices.Contains(boolean, name) && !hasValue:
 			out.bools[name] = true
 		default:
 			return nil, out, errors.New("flag provided but not defined: " + a)

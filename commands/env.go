@@ -104,11 +104,8 @@ Examples:
 			if err != nil {
 				return usageError("env set: %v", err)
 			}
-			o := &EnvSetOptions{IO: io, Device: c.String("device"), Args: args,
+			o := &EnvSetOptions{IO: io, Device: deviceOf(c, extra), Args: args,
 				FromFile: c.String("from-file"), FromLogin: c.Bool("from-login") || extra.bools["from-login"]}
-			if v := lastOf(extra.values["device"], extra.values["d"]); v != "" {
-				o.Device = v
-			}
 			if v := lastOf(extra.values["from-file"]); v != "" {
 				o.FromFile = v
 			}
@@ -117,6 +114,16 @@ Examples:
 	}
 }
 
+// deviceOf is the device an env command names with --device or -d, before or after its
+// arguments; the last one given wins.
+func deviceOf(c *cli.Context, extra interspersed) string {
+	if v := lastOf(extra.values["device"], extra.values["d"]); v != "" {
+		return v
+	}
+	return c.String("device")
+}
+
+// lastOf is the last value in the last non-empty list, or "".
 func lastOf(lists ...[]string) string {
 	v := ""
 	for _, l := range lists {
@@ -235,15 +242,15 @@ func runEnvSet(ctx context.Context, o *EnvSetOptions) error {
 	}
 
 	// Check everything before writing anything.
+	validate := deviceenv.Validate
+	if st.Remote() {
+		validate = deviceenv.ValidateRemote
+	}
 	final := map[string]string{}
 	var order []string
 	for _, a := range list {
 		if err := deviceenv.CheckKey(a.key); err != nil {
 			return usageError("env set: %v", err)
-		}
-		validate := deviceenv.Validate
-		if st.Remote() {
-			validate = deviceenv.ValidateRemote
 		}
 		// Text read from a file or stdin is the certificate itself, never a path to one.
 		if a.key == deviceenv.VarCert && a.content && !strings.HasPrefix(strings.TrimSpace(a.value), "-----BEGIN") {
@@ -379,11 +386,7 @@ Examples:
 			if err := deviceenv.CheckKey(args[0]); err != nil {
 				return usageError("env get: %v", err)
 			}
-			device := c.String("device")
-			if v := lastOf(extra.values["device"], extra.values["d"]); v != "" {
-				device = v
-			}
-			st, err := openDeviceStore(io, device)
+			st, err := openDeviceStore(io, deviceOf(c, extra))
 			if err != nil {
 				return err
 			}
@@ -430,10 +433,7 @@ Examples:
 			if err != nil || len(args) != 0 {
 				return usageError("env list takes no arguments (see --help)")
 			}
-			device := c.String("device")
-			if v := lastOf(extra.values["device"], extra.values["d"]); v != "" {
-				device = v
-			}
+			device := deviceOf(c, extra)
 			asJSON := c.Bool("json") || extra.bools["json"]
 			asShell := c.Bool("shell") || extra.bools["shell"]
 			showSecrets := c.Bool("show-secrets") || extra.bools["show-secrets"]
@@ -537,11 +537,7 @@ Examples:
 					return usageError("env unset: %v", err)
 				}
 			}
-			device := c.String("device")
-			if v := lastOf(extra.values["device"], extra.values["d"]); v != "" {
-				device = v
-			}
-			st, err := openDeviceStore(io, device)
+			st, err := openDeviceStore(io, deviceOf(c, extra))
 			if err != nil {
 				return err
 			}

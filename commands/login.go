@@ -20,7 +20,7 @@ import (
 // client of this id (no secret) at the issuer.
 const DefaultClientID = "tessel-proxy"
 
-// LoginOptions is what `login` does.
+// LoginOptions is what `login` needs.
 type LoginOptions struct {
 	IO              IO
 	Issuer          string

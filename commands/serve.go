@@ -360,7 +360,6 @@ func runServe(ctx context.Context, o *ServeOptions) error {
 		return exitCode(ExitUsage, err)
 	}
 
-	var metricsSrv *http.Server
 	if o.MetricsListen != "" {
 		mln, err := net.Listen("tcp", o.MetricsListen)
 		if err != nil {
@@ -368,7 +367,7 @@ func runServe(ctx context.Context, o *ServeOptions) error {
 		}
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-		metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		metricsSrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		go metricsSrv.Serve(mln)
 		defer metricsSrv.Close()
 		logger.Info("metrics listening", "url", "http://"+mln.Addr().String()+"/metrics")

@@ -122,13 +122,14 @@ type request struct {
 
 func (c *completer) candidates(r request) []candidate {
 	cmd := r.cmd
+	path := strings.Join(r.path, " ")
 	// "tessel-proxy env<TAB>": the word under the cursor already names a command, so
 	// urfave/cli descended into it; the user is still completing that name.
 	if r.parent != nil && r.cur != "" && len(r.positional) == 0 && cmd.HasName(r.cur) &&
 		!takesValue(cmd, r.prev) && !takesValue(r.parent, r.prev) {
 		return commandCandidates(r.parent)
 	}
-	if strings.Join(r.path, " ") == "run" {
+	if path == "run" {
 		// run's arguments are a program and its arguments: the shell completes those as it
 		// would on a line of their own.
 		switch {
@@ -141,7 +142,7 @@ func (c *completer) candidates(r request) []candidate {
 	if name, ok := strings.CutPrefix(r.cur, "--"); ok && strings.Contains(name, "=") {
 		flagName, _, _ := strings.Cut(name, "=")
 		var out []candidate
-		for _, v := range c.flagValues(strings.Join(r.path, " "), cmd, flagName) {
+		for _, v := range c.flagValues(path, cmd, flagName) {
 			out = append(out, candidate{word: "--" + flagName + "=" + v.word, help: v.help})
 		}
 		return out
@@ -150,7 +151,7 @@ func (c *completer) candidates(r request) []candidate {
 		return flagCandidates(cmd, r.cur, r.isSet)
 	}
 	if !r.prevIsProgram && takesValue(cmd, r.prev) {
-		return c.flagValues(strings.Join(r.path, " "), cmd, strings.TrimLeft(r.prev, "-"))
+		return c.flagValues(path, cmd, strings.TrimLeft(r.prev, "-"))
 	}
 	if subs := commandCandidates(cmd); len(subs) > 0 {
 		return subs
@@ -159,7 +160,7 @@ func (c *completer) candidates(r request) []candidate {
 	if index < 0 {
 		index = 0
 	}
-	return c.argValues(strings.Join(r.path, " "), index, r.cur)
+	return c.argValues(path, index, r.cur)
 }
 
 // DelegatePrefix starts the one line of output that tells the shell script to complete the
@@ -239,10 +240,8 @@ func lookupFlag(cmd *cli.Command, word string) cli.Flag {
 	}
 	name := strings.TrimLeft(word, "-")
 	for _, f := range cmd.Flags {
-		for _, n := range f.Names() {
-			if n == name {
-				return f
-			}
+		if slices.Contains(f.Names(), name) {
+			return f
 		}
 	}
 	return nil
@@ -284,7 +283,7 @@ func (c *completer) argValues(path string, index int, cur string) []candidate {
 			}
 		}
 		return nil
-	case strings.HasPrefix(path, "device ") && path != "device list" && path != "device ls":
+	case strings.HasPrefix(path, "device ") && path != "device list":
 		return deviceCandidates(c.opts.LookupEnv) // remove, default: device names
 	case path == "completion":
 		out := make([]candidate, 0, len(Shells))

@@ -230,13 +230,22 @@ func (r *Registry) Names() []string {
 	return names
 }
 
+// DefaultName is the device used without --device or $TESSEL_DEVICE: the registry default,
+// else local.
+func (r *Registry) DefaultName() string {
+	if r.Default == "" {
+		return LocalName
+	}
+	return r.Default
+}
+
 // Resolve finds the device to use: name if given, else the registry default, else local.
 // A name that is not registered but is an ssh:// address is used as an unnamed device.
 func (r *Registry) Resolve(name string) (Device, error) {
 	if name == "" {
-		name = r.Default
+		name = r.DefaultName()
 	}
-	if name == "" || name == LocalName {
+	if name == LocalName {
 		return Device{Name: LocalName, Address: LocalName}, nil
 	}
 	if d, ok := r.Devices[name]; ok {

@@ -84,9 +84,9 @@ func TestSplitCommandLine(t *testing.T) {
 		{"   ", nil, true},
 	}
 	for _, tt := range tests {
-		got, err := SplitCommandLine(tt.in)
+		got, err := splitCommandLine(tt.in)
 		if (err != nil) != tt.err || !reflect.DeepEqual(got, tt.want) {
-			t.Errorf("SplitCommandLine(%q) = %q, %v; want %q (error %v)", tt.in, got, err, tt.want, tt.err)
+			t.Errorf("splitCommandLine(%q) = %q, %v; want %q (error %v)", tt.in, got, err, tt.want, tt.err)
 		}
 	}
 }

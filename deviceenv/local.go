@@ -52,12 +52,6 @@ func ParseLocal(s string) (LocalList, error) {
 
 func parseLocalEntry(f string) (localEntry, error) {
 	e := localEntry{text: f}
-	unbracket := func(s string) string {
-		if strings.HasPrefix(s, "[") && strings.HasSuffix(s, "]") {
-			return s[1 : len(s)-1]
-		}
-		return s
-	}
 	switch {
 	case strings.EqualFold(f, "none"):
 		return e, varErr(VarLocal, "%q must stand alone: PROXY_LOCAL=none means nothing is local", f)
@@ -102,10 +96,7 @@ func parseLocalEntry(f string) (localEntry, error) {
 // and which entry made it so. An IP literal may carry brackets or a zone; an IPv4-mapped
 // IPv6 address counts as its IPv4 address. Host names never match an address or prefix.
 func (l LocalList) Match(host string) (entry string, ok bool) {
-	h := host
-	if strings.HasPrefix(h, "[") && strings.HasSuffix(h, "]") {
-		h = h[1 : len(h)-1]
-	}
+	h := unbracket(host)
 	if a, err := netip.ParseAddr(h); err == nil {
 		a = a.WithZone("").Unmap()
 		for _, e := range l.entries {
@@ -129,6 +120,14 @@ func (l LocalList) Match(host string) (entry string, ok bool) {
 		}
 	}
 	return "", false
+}
+
+// unbracket drops the brackets around an IPv6 literal written as in a URL ([::1]).
+func unbracket(s string) string {
+	if strings.HasPrefix(s, "[") && strings.HasSuffix(s, "]") {
+		return s[1 : len(s)-1]
+	}
+	return s
 }
 
 // Entries returns the entries as they were written, in order.

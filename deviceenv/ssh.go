@@ -117,7 +117,7 @@ func newSSHStore(dev Device, addr Address, env Lookup) (*sshStore, error) {
 	if env != nil {
 		if c, ok := env(SSHCommandVar); ok && strings.TrimSpace(c) != "" {
 			var err error
-			if argv, err = SplitCommandLine(c); err != nil {
+			if argv, err = splitCommandLine(c); err != nil {
 				return nil, fmt.Errorf("%s: %w", SSHCommandVar, err)
 			}
 		}
@@ -362,10 +362,10 @@ func (b *limitedBuffer) Write(p []byte) (int, error) {
 
 func (b *limitedBuffer) String() string { return b.buf.String() }
 
-// SplitCommandLine splits s into words as a POSIX shell would, without expanding anything:
+// splitCommandLine splits s into words as a POSIX shell would, without expanding anything:
 // white space separates words; single quotes keep everything; double quotes keep everything
 // but \" \\ \$ \` escapes; a backslash outside quotes keeps the next character.
-func SplitCommandLine(s string) ([]string, error) {
+func splitCommandLine(s string) ([]string, error) {
 	var words []string
 	var cur strings.Builder
 	inWord := false

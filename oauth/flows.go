@@ -97,7 +97,7 @@ func WebLogin(ctx context.Context, c Client, open func(url string) error, out io
 				fmt.Fprint(w, "<!DOCTYPE html><title>tessel-proxy</title><p>Logged in. You can close this tab and return to the terminal.</p>")
 			}
 			// A forged request (wrong state) must not end the login of the real one.
-			if res.err != nil && errors.Is(res.err, errStateMismatch) {
+			if errors.Is(res.err, errStateMismatch) {
 				return
 			}
 			select {

@@ -49,7 +49,7 @@ func Resolve(ctx context.Context, stores Stores, profile, envToken, envSource st
 	if err != nil {
 		return nil, err
 	}
-	if refresh && NeedsRefresh(creds, time.Now()) {
+	if refresh && needsRefresh(creds, time.Now()) {
 		creds, err = refreshStored(ctx, stores, profile, source, creds)
 		if err != nil {
 			return nil, err
@@ -58,8 +58,8 @@ func Resolve(ctx context.Context, stores Stores, profile, envToken, envSource st
 	return &ActiveToken{Token: creds.AccessToken, Source: source, Credentials: creds}, nil
 }
 
-// NeedsRefresh reports whether c's access token expires within a minute of now.
-func NeedsRefresh(c *Credentials, now time.Time) bool {
+// needsRefresh reports whether c's access token expires within a minute of now.
+func needsRefresh(c *Credentials, now time.Time) bool {
 	return !c.Expiry.IsZero() && c.Expiry.Before(now.Add(refreshMargin))
 }
 
@@ -75,7 +75,7 @@ func refreshStored(ctx context.Context, stores Stores, profile, source string, c
 	if err != nil {
 		// Another process may have refreshed first and rotated the refresh token we hold;
 		// what it stored is then good.
-		if again, _, lerr := stores.Load(profile); lerr == nil && again.RefreshToken != c.RefreshToken && !NeedsRefresh(again, time.Now()) {
+		if again, _, lerr := stores.Load(profile); lerr == nil && again.RefreshToken != c.RefreshToken && !needsRefresh(again, time.Now()) {
 			return again, nil
 		}
 		return nil, fmt.Errorf("refresh the stored token: %w; %s", err, relogin)

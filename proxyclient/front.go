@@ -80,10 +80,10 @@ func randomHex(n int) string {
 // Addr is the address the front listens on.
 func (f *Front) Addr() *net.TCPAddr { return f.ln.Addr().(*net.TCPAddr) }
 
-// Username and Password are the credentials clients must present.
+// Username is the user name clients must present, with Password. It is random per Front.
 func (f *Front) Username() string { return f.user }
 
-// Password: see Username.
+// Password is the password clients must present, with Username. It is random per Front.
 func (f *Front) Password() string { return f.pass }
 
 // URL is the front as a proxy URL with its credentials, for scheme "http" or "socks5h"
@@ -182,12 +182,7 @@ type trackedConn struct {
 	f *Front
 }
 
-func (t *trackedConn) Close() error {
-	t.f.mu.Lock()
-	delete(t.f.conns, t.Conn)
-	t.f.mu.Unlock()
-	return t.Conn.Close()
-}
+func (t *trackedConn) Close() error { return t.f.untrack(t.Conn) }
 
 func (t *trackedConn) CloseWrite() error {
 	if cw, ok := t.Conn.(closeWriter); ok {
@@ -196,11 +191,12 @@ func (t *trackedConn) CloseWrite() error {
 	return nil
 }
 
-func (f *Front) untrack(c net.Conn) {
+// untrack forgets c and closes it.
+func (f *Front) untrack(c net.Conn) error {
 	f.mu.Lock()
 	delete(f.conns, c)
 	f.mu.Unlock()
-	c.Close()
+	return c.Close()
 }
 
 func (f *Front) handle(c net.Conn) {
@@ -452,10 +448,11 @@ func socksCode(err error) byte {
 	return socksGeneralFailure
 }
 
-// base64 of "user:pass", as Proxy-Authorization: Basic carries it.
+// basicAuthOK reports whether a Proxy-Authorization header carries the front's credentials
+// as Basic auth (base64 of "user:pass"); the scheme name is case-insensitive (RFC 9110).
 func (f *Front) basicAuthOK(header string) bool {
 	const prefix = "basic "
-	if len(header) < len(prefix) || !equalFoldASCII(header[:len(prefix)], prefix) {
+	if len(header) < len(prefix) || !strings.EqualFold(header[:len(prefix)], prefix) {
 		return false
 	}
 	raw, err := base64.StdEncoding.DecodeString(header[len(prefix):])
@@ -468,17 +465,4 @@ func (f *Front) basicAuthOK(header string) bool {
 		}
 	}
 	return false
-}
-
-func equalFoldASCII(a, b string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := 0; i < len(a); i++ {
-		x, y := a[i]|0x20, b[i]|0x20
-		if x != y {
-			return false
-		}
-	}
-	return true
 }

@@ -227,6 +227,26 @@ func TestFrontRefusesWrongCredentials(t *testing.T) {
 	}
 }
 
+func TestFrontBasicAuthScheme(t *testing.T) {
+	f := &Front{user: "u", pass: "p"}
+	creds := base64.StdEncoding.EncodeToString([]byte("u:p"))
+	cases := []struct {
+		header string
+		want   bool
+	}{
+		{"Basic " + creds, true},
+		{"bAsIc " + creds, true},
+		{"Basic\x00" + creds, false}, // the scheme must be followed by a space
+		{"Bearer " + creds, false},
+		{"Basic " + base64.StdEncoding.EncodeToString([]byte("u:q")), false},
+	}
+	for _, tc := range cases {
+		if got := f.basicAuthOK(tc.header); got != tc.want {
+			t.Errorf("basicAuthOK(%q) = %v, want %v", tc.header, got, tc.want)
+		}
+	}
+}
+
 func TestFrontReportsRefusals(t *testing.T) {
 	web := webTarget(t)
 	fx := newFrontFixture(t, "none")

@@ -106,7 +106,7 @@ func GenerateSelfSigned(hosts []string, now time.Time) (certPEM, keyPEM []byte, 
 // CertFingerprint returns the SHA-256 fingerprint of the first certificate in the PEM file,
 // as colon-separated upper-case hex (the form `openssl x509 -fingerprint -sha256` prints).
 func CertFingerprint(certFile string) (string, error) {
-	leaf, err := ReadLeaf(certFile)
+	leaf, err := readLeaf(certFile)
 	if err != nil {
 		return "", err
 	}
@@ -119,8 +119,8 @@ func CertFingerprint(certFile string) (string, error) {
 	return strings.Join(parts, ":"), nil
 }
 
-// ReadLeaf parses the first certificate in a PEM file.
-func ReadLeaf(certFile string) (*x509.Certificate, error) {
+// readLeaf parses the first certificate in a PEM file.
+func readLeaf(certFile string) (*x509.Certificate, error) {
 	data, err := os.ReadFile(certFile)
 	if err != nil {
 		return nil, err
@@ -139,7 +139,7 @@ func ReadLeaf(certFile string) (*x509.Certificate, error) {
 
 // CertNames returns the DNS names and IP addresses the certificate in certFile is for.
 func CertNames(certFile string) ([]string, error) {
-	leaf, err := ReadLeaf(certFile)
+	leaf, err := readLeaf(certFile)
 	if err != nil {
 		return nil, err
 	}
@@ -153,7 +153,7 @@ func CertNames(certFile string) ([]string, error) {
 // CertCovers returns nil when the certificate in certFile is valid for host for at least
 // another day, else why not.
 func CertCovers(certFile, host string) error {
-	leaf, err := ReadLeaf(certFile)
+	leaf, err := readLeaf(certFile)
 	if err != nil {
 		return err
 	}

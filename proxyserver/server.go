@@ -166,6 +166,11 @@ func (s *Server) beginClose() []*tunnel {
 	for ln := range s.listeners {
 		ln.Close()
 	}
+	return s.tunnelsLocked()
+}
+
+// tunnelsLocked returns the tunnels open now. Called with s.mu held.
+func (s *Server) tunnelsLocked() []*tunnel {
 	tunnels := make([]*tunnel, 0, len(s.tunnels))
 	for t := range s.tunnels {
 		tunnels = append(tunnels, t)
@@ -202,10 +207,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // none remain.
 func (s *Server) closeIdleTunnels() bool {
 	s.mu.Lock()
-	tunnels := make([]*tunnel, 0, len(s.tunnels))
-	for t := range s.tunnels {
-		tunnels = append(tunnels, t)
-	}
+	tunnels := s.tunnelsLocked()
 	s.mu.Unlock()
 	for _, t := range tunnels {
 		// New tunnels may still arrive between beginClose and here (accepted just before);

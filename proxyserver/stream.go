@@ -147,7 +147,7 @@ func (s *Server) dialTarget(req wire.StreamRequest) (net.Conn, wire.Status, erro
 	if status != wire.StatusOK {
 		return nil, status, err
 	}
-	_, literal := ParseHostAddr(req.Host)
+	lit, literal := ParseHostAddr(req.Host)
 	status, err = wire.StatusDenied, nil
 	allowed := addrs[:0]
 	for _, addr := range addrs {
@@ -177,7 +177,7 @@ func (s *Server) dialTarget(req wire.StreamRequest) (net.Conn, wire.Status, erro
 			return conn, wire.StatusOK, nil
 		}
 		serverName := req.Host
-		if lit, ok := ParseHostAddr(req.Host); ok {
+		if literal {
 			serverName = lit.String()
 		}
 		tconn := tls.Client(conn, &tls.Config{

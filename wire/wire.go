@@ -41,6 +41,7 @@ const (
 	KindTLS Kind = 2
 )
 
+// String names k as logs show it: "net", "tls", or "kind(N)" for an unknown kind.
 func (k Kind) String() string {
 	switch k {
 	case KindNet:
@@ -54,6 +55,8 @@ func (k Kind) String() string {
 // Status answers a Hello or a StreamRequest.
 type Status byte
 
+// Statuses of a Reply. Every status but StatusOK is a refusal, and maps to one of the errors
+// below (see Status.Err).
 const (
 	StatusOK          Status = 0
 	StatusAuthFailed  Status = 1  // the token was refused (or has expired)
@@ -111,6 +114,7 @@ func (s Status) Err() error {
 	return ErrProtocol
 }
 
+// String is "ok" for StatusOK, else the text of the status's error.
 func (s Status) String() string {
 	if s == StatusOK {
 		return "ok"
@@ -125,6 +129,7 @@ type Error struct {
 	Message string
 }
 
+// Error is the status's text, then the peer's message when there is one.
 func (e *Error) Error() string {
 	if e.Message == "" {
 		return e.Status.String()
@@ -291,8 +296,8 @@ func ReadReply(r io.Reader) (Reply, error) {
 // keepalive values are part of the protocol's behaviour: a 4 MiB stream window keeps a
 // single stream from stalling on a long, fast path (a server grants a smaller one, as it
 // holds the window for every stream of every tunnel), and keepalive pings every
-// keepaliveInterval let either side notice a dead tunnel within about
-// keepaliveInterval + writeTimeout.
+// KeepaliveInterval let either side notice a dead tunnel within about
+// KeepaliveInterval + WriteTimeout.
 func MuxConfig() *yamux.Config {
 	c := yamux.DefaultConfig()
 	c.MaxStreamWindowSize = 4 << 20

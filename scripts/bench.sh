@@ -54,8 +54,11 @@ mkdir -p /run/sshd
 pids+=($!)
 wait_port "$ssh_port"
 socks_port=$(free_port)
-ssh -N -F /dev/null -i "$work/user_key" -o BatchMode=yes -o StrictHostKeyChecking=no \
-  -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -p "$ssh_port" -D "127.0.0.1:$socks_port" root@127.0.0.1 &
+# With a terminal (-tt), as `ssh -D` is usually run, ssh sets TCP_NODELAY on its connection;
+# with -N it does not, and Nagle's algorithm adds milliseconds to every new connection.
+ssh -tt -F /dev/null -i "$work/user_key" -o BatchMode=yes -o StrictHostKeyChecking=no \
+  -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -p "$ssh_port" -D "127.0.0.1:$socks_port" \
+  root@127.0.0.1 'sleep 3600' </dev/null >/dev/null 2>&1 &
 pids+=($!)
 wait_port "$socks_port"
 

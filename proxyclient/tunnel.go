@@ -13,6 +13,7 @@ import (
 
 	"github.com/hashicorp/yamux"
 	"github.com/tessel/tessel-proxy/deviceenv"
+	"github.com/tessel/tessel-proxy/internal/muxconn"
 	"github.com/tessel/tessel-proxy/wire"
 )
 
@@ -206,7 +207,7 @@ func (m *manager) handshake(ctx context.Context, addr string) (*yamux.Session, n
 		return nil, nil, fmt.Errorf("%s: %w", addr, err)
 	}
 	tc.SetDeadline(time.Time{})
-	sess, err := yamux.Client(newCoalescer(tc), m.muxConfig)
+	sess, err := yamux.Client(muxconn.NewConn(tc), m.muxConfig)
 	if err != nil {
 		tc.Close()
 		return nil, nil, fmt.Errorf("tunnel to %s: %w", addr, err)

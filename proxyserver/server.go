@@ -18,6 +18,7 @@ import (
 
 	"github.com/hashicorp/yamux"
 
+	"github.com/tessel/tessel-proxy/internal/muxconn"
 	"github.com/tessel/tessel-proxy/wire"
 )
 
@@ -321,7 +322,7 @@ func (t *tunnel) serve() {
 		t.raw.Close()
 		return
 	}
-	sess, err := yamux.Server(conn, s.cfg.Mux)
+	sess, err := yamux.Server(muxconn.NewConn(conn), s.cfg.Mux)
 	if err != nil {
 		t.log.Error("start yamux session", "err", err)
 		t.raw.Close()

@@ -1,4 +1,4 @@
-package proxyclient
+package muxconn
 
 import (
 	"bytes"

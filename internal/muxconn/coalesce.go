@@ -1,4 +1,8 @@
-package proxyclient
+// Package muxconn sits between a yamux session and its TLS connection, on both ends of a
+// tunnel, and writes each yamux frame header together with its body, and a stream's opening
+// or accepting frame together with the stream's first data, so that each becomes one TLS
+// record instead of several.
+package muxconn
 
 import (
 	"net"
@@ -12,19 +16,24 @@ const (
 	yamuxTypeData       = 0
 	yamuxTypeWindowUpd  = 1
 	yamuxFlagSYN        = 1
+	yamuxFlagACK        = 2
 	maxCoalescedPayload = 32 << 10
-	// synHoldLimit bounds how long a stream-opening frame may wait for the stream's first
-	// data frame to share its TLS record. dialStream always writes right after opening, so
-	// this only matters if that write never reaches the session.
+	// synHoldLimit bounds how long a stream-opening (SYN) or -accepting (ACK) frame may wait
+	// for the stream's first data frame to share its TLS record. A client writes right after
+	// opening; a server answers after dialing the target, which on a slow path can take
+	// longer than this, and then the frame goes alone.
 	synHoldLimit = 2 * time.Millisecond
 )
+
+// NewConn wraps the connection a yamux session runs over (see coalescer).
+func NewConn(c net.Conn) net.Conn { return newCoalescer(c) }
 
 // coalescer sits between yamux and the TLS connection. yamux writes each frame header
 // and its body in separate Write calls, and each becomes a TLS record of its own (with its
 // own AEAD seal and, on an idle path, its own TCP segment). coalescer holds a header back
 // until its body arrives and writes both at once; it also holds the frame that opens a
-// stream until the stream's first data frame, so that a new connection's SYN, stream
-// request and payload leave in one record.
+// stream (SYN) or accepts it (ACK) until the next data frame, so that a new connection's
+// SYN, stream request and payload leave in one record, and so do the server's ACK and reply.
 //
 // yamux writes from a single goroutine; the mutex only guards against the hold timer.
 type coalescer struct {
@@ -56,7 +65,7 @@ func (c *coalescer) Write(p []byte) (int, error) {
 				c.held = append(c.held, p...)
 				return len(p), nil
 			}
-		case typ == yamuxTypeWindowUpd && flags&yamuxFlagSYN != 0 && len(c.held)+yamuxHeaderSize <= maxCoalescedPayload:
+		case typ == yamuxTypeWindowUpd && flags&(yamuxFlagSYN|yamuxFlagACK) != 0 && len(c.held)+yamuxHeaderSize <= maxCoalescedPayload:
 			c.held = append(c.held, p...)
 			if c.timer == nil {
 				c.timer = time.AfterFunc(synHoldLimit, c.flushHeld)

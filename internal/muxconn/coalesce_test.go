@@ -56,6 +56,21 @@ func TestCoalescer(t *testing.T) {
 			t.Fatalf("writes %q, want one write %q", w, want)
 		}
 	})
+	t.Run("a server's accept and its reply leave in one write", func(t *testing.T) {
+		rc := &recordingConn{wrote: make(chan struct{}, 1)}
+		c := newCoalescer(rc)
+		ack := yamuxHeader(yamuxTypeWindowUpd, yamuxFlagACK, 3, 0)
+		reply := yamuxHeader(yamuxTypeData, 0, 3, 2)
+		for _, p := range [][]byte{ack, reply, {0, 0}} {
+			if n, err := c.Write(p); err != nil || n != len(p) {
+				t.Fatalf("Write: %d, %v", n, err)
+			}
+		}
+		want := bytes.Join([][]byte{ack, reply, {0, 0}}, nil)
+		if w := rc.got(); len(w) != 1 || !bytes.Equal(w[0], want) {
+			t.Fatalf("writes %q, want one write %q", w, want)
+		}
+	})
 	t.Run("a body of header size is not taken for a header", func(t *testing.T) {
 		rc := &recordingConn{wrote: make(chan struct{}, 1)}
 		c := newCoalescer(rc)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tessel/tessel-proxy/deviceenv"
+	"github.com/tessel/tessel-proxy/internal/shellquote"
 	"github.com/tessel/tessel-proxy/oauth"
 	"github.com/urfave/cli/v2"
 )
@@ -297,15 +298,7 @@ func deviceArg(device string) string {
 	if device == "" {
 		return ""
 	}
-	return " --device " + shellWord(device)
-}
-
-// shellWord quotes s for a command line shown to the user only when a shell needs it.
-func shellWord(s string) string {
-	if plainValue.MatchString(s) {
-		return s
-	}
-	return shellQuote(s)
+	return " --device " + shellquote.Word(device)
 }
 
 // roughDuration says how long d is, to the minute, in days past two days.
@@ -456,6 +449,7 @@ Examples:
 	}
 }
 
+// plainValue is a value `env list` shows unquoted.
 var plainValue = regexp.MustCompile(`^[A-Za-z0-9_./:,@%+=-]+$`)
 
 func printEnvList(io IO, vars map[string]string, asJSON, asShell, showSecrets bool) error {
@@ -487,7 +481,7 @@ func printEnvList(io IO, vars map[string]string, asJSON, asShell, showSecrets bo
 			case asShell && secret:
 				fmt.Fprintf(io.Out, "# %s is set (hidden; add --show-secrets)\n", k)
 			case asShell:
-				fmt.Fprintf(io.Out, "export %s=%s\n", k, shellQuote(v))
+				fmt.Fprintf(io.Out, "export %s=%s\n", k, shellquote.Quote(v))
 			case secret:
 				fmt.Fprintf(io.Out, "%s=%s\n", k, maskedValue)
 			case plainValue.MatchString(v):
@@ -495,7 +489,7 @@ func printEnvList(io IO, vars map[string]string, asJSON, asShell, showSecrets bo
 			default:
 				q, err := deviceenv.QuoteValue(v)
 				if err != nil {
-					q = shellQuote(v)
+					q = shellquote.Quote(v)
 				}
 				fmt.Fprintf(io.Out, "%s=%s\n", k, q)
 			}
@@ -505,11 +499,6 @@ func printEnvList(io IO, vars map[string]string, asJSON, asShell, showSecrets bo
 		fmt.Fprintln(io.Err, "Tokens are masked; add --show-secrets to show them.")
 	}
 	return nil
-}
-
-// shellQuote quotes s for a POSIX shell.
-func shellQuote(s string) string {
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 func envUnsetCommand(io IO) *cli.Command {

@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/urfave/cli/v2"
 
+	"github.com/tessel/tessel-proxy/internal/shellquote"
 	"github.com/tessel/tessel-proxy/proxyserver"
 )
 
@@ -388,11 +389,11 @@ func runServe(ctx context.Context, o *ServeOptions) error {
 	if o.Dev {
 		out := o.IO.Out
 		fmt.Fprintf(out, "# tessel-proxy dev server listening; source these lines in the shell that runs the client\n")
-		fmt.Fprintf(out, "export PROXY_HOST=%s\n", shellQuote(clientHost.String()))
-		fmt.Fprintf(out, "export PROXY_PORT=%s\n", shellQuote(fmt.Sprint(bound.Port())))
-		fmt.Fprintf(out, "export PROXY_CERT=%s\n", shellQuote(o.CertFile))
-		fmt.Fprintf(out, "export PROXY_TOKEN=%s\n", shellQuote(o.AuthToken))
-		fmt.Fprintf(out, "export PROXY_LOCAL=%s\n", shellQuote("none"))
+		fmt.Fprintf(out, "export PROXY_HOST=%s\n", shellquote.Quote(clientHost.String()))
+		fmt.Fprintf(out, "export PROXY_PORT=%s\n", shellquote.Quote(fmt.Sprint(bound.Port())))
+		fmt.Fprintf(out, "export PROXY_CERT=%s\n", shellquote.Quote(o.CertFile))
+		fmt.Fprintf(out, "export PROXY_TOKEN=%s\n", shellquote.Quote(o.AuthToken))
+		fmt.Fprintf(out, "export PROXY_LOCAL=%s\n", shellquote.Quote("none"))
 		if f, ok := out.(interface{ Sync() error }); ok {
 			_ = f.Sync()
 		}

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/tessel/tessel-proxy/internal/shellquote"
 	"github.com/tessel/tessel-proxy/internal/testsshd"
 	"go.uber.org/goleak"
 )
@@ -259,7 +260,7 @@ func TestSSHStoreErrors(t *testing.T) {
 	noKeyConfig := filepath.Join(t.TempDir(), "config")
 	cfg, _ := os.ReadFile(f.srv.ClientConfig)
 	os.WriteFile(noKeyConfig, []byte(strings.ReplaceAll(string(cfg), "IdentityFile", "#")), 0o600)
-	st, _ = OpenStore(Device{Name: "locked", Address: f.srv.Address("/tmp/x")}, lookupOf(SSHCommandVar, "ssh -F "+testsshd.ShellQuote(noKeyConfig)+" -o IdentityAgent=none"))
+	st, _ = OpenStore(Device{Name: "locked", Address: f.srv.Address("/tmp/x")}, lookupOf(SSHCommandVar, "ssh -F "+shellquote.Quote(noKeyConfig)+" -o IdentityAgent=none"))
 	err = st.Update(ctx, setVars(map[string]string{"A": "1"}))
 	if err == nil || !strings.Contains(err.Error(), "Permission denied") || !strings.Contains(err.Error(), "device locked") {
 		t.Errorf("no key: %v; want ssh's Permission denied with the device name", err)
@@ -269,7 +270,7 @@ func TestSSHStoreErrors(t *testing.T) {
 	id := filepath.Join(f.srv.Dir, "id_user")
 	st, _ = OpenStore(Device{Name: "withid", Address: f.srv.Address(filepath.Join(t.TempDir(), "env")),
 		Identity: id, SSHOptions: []string{"ConnectTimeout=5"}},
-		lookupOf(SSHCommandVar, "ssh -F "+testsshd.ShellQuote(noKeyConfig)+" -o IdentityAgent=none"))
+		lookupOf(SSHCommandVar, "ssh -F "+shellquote.Quote(noKeyConfig)+" -o IdentityAgent=none"))
 	if err := st.Update(ctx, setVars(map[string]string{"A": "1"})); err != nil {
 		t.Errorf("with --identity: %v", err)
 	}

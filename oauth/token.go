@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/oauth2"
+
+	"github.com/tessel/tessel-proxy/internal/shellquote"
 )
 
 // refreshMargin is how long before expiry a stored access token is renewed, so that a tunnel
@@ -161,13 +163,7 @@ func LoginCommand(profile string) string {
 	if profile == "" || profile == DefaultProfile {
 		return "tessel-proxy login"
 	}
-	if strings.ContainsFunc(profile, func(r rune) bool {
-		return !(r == '-' || r == '_' || r == '.' || r == '@' || r == '/' || r == ':' ||
-			'0' <= r && r <= '9' || 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z')
-	}) {
-		profile = "'" + strings.ReplaceAll(profile, "'", `'\''`) + "'"
-	}
-	return "tessel-proxy login --profile " + profile
+	return "tessel-proxy login --profile " + shellquote.Word(profile)
 }
 
 // DefaultProfile is the profile used without --profile.

@@ -16,6 +16,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tessel/tessel-proxy/internal/shellquote"
 )
 
 // Options change how the server runs sessions.
@@ -158,7 +160,7 @@ LogLevel ERROR
   ConnectTimeout 10
   LogLevel ERROR
 `, filepath.Join(dir, "id_user"), filepath.Join(dir, "known_hosts")))
-	s.SSHCommand = "ssh -F " + ShellQuote(s.ClientConfig)
+	s.SSHCommand = "ssh -F " + shellquote.Quote(s.ClientConfig)
 	return s
 }
 
@@ -229,9 +231,4 @@ func freePort(t testing.TB) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
-}
-
-// ShellQuote quotes s for a POSIX shell command line.
-func ShellQuote(s string) string {
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

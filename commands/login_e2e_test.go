@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tessel/tessel-proxy/internal/syncbuf"
 	"github.com/tessel/tessel-proxy/internal/testoidc"
 )
 
@@ -60,7 +61,7 @@ func TestLoginServeRunEndToEnd(t *testing.T) {
 	}
 	served := make(chan struct{})
 	addrc := make(chan string, 1)
-	var serveLog syncBuf
+	var serveLog syncbuf.Buffer
 	go func() {
 		defer close(served)
 		sc := bufio.NewScanner(serveErr)
@@ -107,7 +108,7 @@ func TestLoginServeRunEndToEnd(t *testing.T) {
 			}
 		}
 	}()
-	var loginErr syncBuf
+	var loginErr syncbuf.Buffer
 	code := Main(IO{In: strings.NewReader(""), Out: io.Discard, Err: io.MultiWriter(pw, &loginErr), LookupEnv: env},
 		[]string{"tessel-proxy", "login", "--device", "--profile", profile})
 	pw.Close()

@@ -2,7 +2,6 @@ package commands
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -11,10 +10,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/tessel/tessel-proxy/internal/syncbuf"
 	"github.com/tessel/tessel-proxy/internal/testoidc"
 	"github.com/tessel/tessel-proxy/oauth"
 )
@@ -49,17 +48,9 @@ func testProfile(t *testing.T) string {
 	return p
 }
 
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
-func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
-
 // mainWith runs tessel-proxy with args and returns stdout, stderr and the exit status.
 func mainWith(env func(string) (string, bool), stdin string, args ...string) (string, string, int) {
-	var out, errb syncBuf
+	var out, errb syncbuf.Buffer
 	code := Main(IO{In: strings.NewReader(stdin), Out: &out, Err: &errb, LookupEnv: env}, append([]string{"tessel-proxy"}, args...))
 	return out.String(), errb.String(), code
 }
@@ -74,7 +65,7 @@ func TestLoginDeviceStatusTokenLogout(t *testing.T) {
 
 	// The user reads the code on stderr and approves it in a browser elsewhere.
 	pr, pw := io.Pipe()
-	var stderr syncBuf
+	var stderr syncbuf.Buffer
 	userDone := make(chan error, 1)
 	go func() {
 		var uri, code string

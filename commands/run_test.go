@@ -1,7 +1,6 @@
 package commands
 
 import (
-	"bytes"
 	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
@@ -17,33 +16,15 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/tessel/tessel-proxy/internal/syncbuf"
 	"github.com/tessel/tessel-proxy/internal/testcert"
 	"github.com/tessel/tessel-proxy/proxyserver"
 	"golang.org/x/sys/unix"
 )
-
-// runBuffer is a bytes.Buffer that the child's output copier and the test can share.
-type runBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (r *runBuffer) Write(p []byte) (int, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.b.Write(p)
-}
-
-func (r *runBuffer) String() string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.b.String()
-}
 
 const runTestToken = "run-test-token-7f3a9c"
 
@@ -103,7 +84,7 @@ func runTestEnv(t *testing.T) {
 // the exit status.
 func runMain(t *testing.T, args ...string) (string, string, int) {
 	t.Helper()
-	var out, errb runBuffer
+	var out, errb syncbuf.Buffer
 	code := Main(IO{In: strings.NewReader(""), Out: &out, Err: &errb, LookupEnv: os.LookupEnv},
 		append([]string{"tessel-proxy"}, args...))
 	return out.String(), errb.String(), code
@@ -321,7 +302,7 @@ func TestRunCurlThroughTheTunnel(t *testing.T) {
 
 func TestRunForwardsSignals(t *testing.T) {
 	runTestProxy(t, true)
-	var out, errb runBuffer
+	var out, errb syncbuf.Buffer
 	done := make(chan int, 1)
 	go func() {
 		done <- Main(IO{In: strings.NewReader(""), Out: &out, Err: &errb, LookupEnv: os.LookupEnv},

@@ -22,26 +22,9 @@ import (
 
 	"github.com/hashicorp/yamux"
 
+	"github.com/tessel/tessel-proxy/internal/syncbuf"
 	"github.com/tessel/tessel-proxy/wire"
 )
-
-// serveLockedBuffer is a bytes.Buffer safe for the server's log goroutines.
-type serveLockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *serveLockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *serveLockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 func serveEnv(env map[string]string) func(string) (string, bool) {
 	return func(k string) (string, bool) { v, ok := env[k]; return v, ok }
@@ -53,7 +36,7 @@ func serveEnv(env map[string]string) func(string) (string, bool) {
 func TestServeDevPrintsShellLinesAClientCanUse(t *testing.T) {
 	state := t.TempDir()
 	outR, outW := io.Pipe()
-	errBuf := &serveLockedBuffer{}
+	errBuf := &syncbuf.Buffer{}
 	cmdIO := IO{In: strings.NewReader(""), Out: outW, Err: errBuf,
 		LookupEnv: serveEnv(map[string]string{"XDG_STATE_HOME": state, "HOME": "/nonexistent"})}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -216,7 +199,7 @@ func TestServeSIGTERMDrainsThenExits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stderr := &serveLockedBuffer{}
+	stderr := &syncbuf.Buffer{}
 	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -332,8 +315,8 @@ func TestServeUsageErrors(t *testing.T) {
 func TestServeSelfSignedPrintsPathAndFingerprint(t *testing.T) {
 	dir := t.TempDir()
 	cert, key := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	var out serveLockedBuffer
-	errBuf := &serveLockedBuffer{}
+	var out syncbuf.Buffer
+	errBuf := &syncbuf.Buffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	ran := make(chan error, 1)
 	go func() {

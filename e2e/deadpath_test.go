@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tessel/tessel-proxy/internal/syncbuf"
 	"github.com/tessel/tessel-proxy/wire"
 )
 
@@ -152,7 +153,7 @@ func TestStalledDownloadFailsWhenPathDiesAndNextDialReconnects(t *testing.T) {
 		t.Fatal(err)
 	}
 	httpd := exec.Command("ip", "netns", "exec", targetNS, "python3", script, tgtAddr, "8080", greeting)
-	httpdLog := &syncBuffer{}
+	httpdLog := &syncbuf.Buffer{}
 	httpd.Stdout, httpd.Stderr = httpdLog, httpdLog
 	if err := httpd.Start(); err != nil {
 		t.Fatal(err)
@@ -193,7 +194,7 @@ func TestStalledDownloadFailsWhenPathDiesAndNextDialReconnects(t *testing.T) {
 		"sh", "-c", deadPathScript, "sh", shared, url, strconv.Itoa(int(curlLimit.Seconds())))
 	run.Env = srv.clientEnv(t, "PROXY_LOCAL=", "_PROXY_DBG=1")
 	run.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	runOut, runErr := &syncBuffer{}, &syncBuffer{}
+	runOut, runErr := &syncbuf.Buffer{}, &syncbuf.Buffer{}
 	run.Stdout, run.Stderr = runOut, runErr
 	if err := run.Start(); err != nil {
 		t.Fatal(err)

@@ -13,10 +13,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tessel/tessel-proxy/internal/syncbuf"
 )
 
 // binary is the tessel-proxy built once for the whole package.
@@ -79,29 +80,11 @@ func needTools(t *testing.T, tools ...string) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for a process writer and a test reader.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // devServer is a running `tessel-proxy serve --dev`.
 type devServer struct {
 	cmd    *exec.Cmd
 	env    map[string]string // the PROXY_* settings it printed
-	stderr *syncBuffer
+	stderr *syncbuf.Buffer
 	done   chan struct{}
 }
 
@@ -135,7 +118,7 @@ func startDevServerIn(t *testing.T, prefix []string, args ...string) *devServer 
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &devServer{cmd: cmd, env: map[string]string{}, stderr: &syncBuffer{}, done: make(chan struct{})}
+	s := &devServer{cmd: cmd, env: map[string]string{}, stderr: &syncbuf.Buffer{}, done: make(chan struct{})}
 	cmd.Stderr = s.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start serve --dev: %v", err)

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tessel/tessel-proxy/internal/syncbuf"
 )
 
 // Addresses from the benchmarking range 198.18.0.0/15, never seen outside this machine:
@@ -67,7 +69,7 @@ func startHTTPServerIn(t *testing.T, ns, addr string) string {
 	}
 	httpd := exec.Command("ip", "netns", "exec", ns, "python3", "-m", "http.server",
 		"--bind", addr, "--directory", docroot, "8080")
-	httpdLog := &syncBuffer{}
+	httpdLog := &syncbuf.Buffer{}
 	httpd.Stdout, httpd.Stderr = httpdLog, httpdLog
 	if err := httpd.Start(); err != nil {
 		t.Fatal(err)
@@ -102,7 +104,7 @@ func makeNamespace(t *testing.T, ns, veth, hostAddr, nsAddr string) {
 }
 
 // waitForListen waits until something in ns listens on addr.
-func waitForListen(t *testing.T, ns, addr string, log *syncBuffer) {
+func waitForListen(t *testing.T, ns, addr string, log *syncbuf.Buffer) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {

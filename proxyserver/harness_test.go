@@ -1,7 +1,6 @@
 package proxyserver
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -18,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 
+	"github.com/tessel/tessel-proxy/internal/syncbuf"
 	"github.com/tessel/tessel-proxy/wire"
 )
 
@@ -27,31 +27,13 @@ func TestMain(m *testing.M) {
 
 const testToken = "s3cret-test-token-do-not-log"
 
-// syncBuffer collects log output from many goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // harness is a real server on a loopback TLS listener.
 type harness struct {
 	t      testing.TB
 	srv    *Server
 	addr   string
 	roots  *x509.CertPool
-	logs   *syncBuffer
+	logs   *syncbuf.Buffer
 	reg    *prometheus.Registry
 	served chan error
 }
@@ -84,7 +66,7 @@ func newHarness(t testing.TB, configure ...func(*Config)) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{t: t, roots: pool, logs: &syncBuffer{}, reg: prometheus.NewRegistry(), served: make(chan error, 1)}
+	h := &harness{t: t, roots: pool, logs: &syncbuf.Buffer{}, reg: prometheus.NewRegistry(), served: make(chan error, 1)}
 	cfg := Config{
 		TLS:           &tls.Config{Certificates: []tls.Certificate{cert}},
 		Authenticator: auth,

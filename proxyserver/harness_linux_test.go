@@ -4,8 +4,8 @@ package proxyserver
 
 import (
 	"context"
-	"fmt"
 	"net"
+	"net/netip"
 	"runtime"
 	"syscall"
 	"testing"
@@ -38,17 +38,18 @@ func (d isolatedDialer) DialContext(ctx context.Context, network, address string
 	return r.conn, r.err
 }
 
-// fullBacklogPort returns a loopback port whose listener has a full accept queue, so that
-// the kernel drops further SYNs and a connect times out.
-func fullBacklogPort(t testing.TB) uint16 {
+// fullBacklogAt listens on ip:port (port 0: any free port) with a full accept queue, so
+// that the kernel drops further SYNs to it and a connect hangs until its deadline, as to a
+// host that drops packets. It returns the port.
+func fullBacklogAt(t testing.TB, ip [4]byte, port uint16) uint16 {
 	t.Helper()
 	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { syscall.Close(fd) })
-	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		t.Fatal(err)
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: ip, Port: int(port)}); err != nil {
+		t.Fatalf("bind %v:%d: %v", ip, port, err)
 	}
 	if err := syscall.Listen(fd, 0); err != nil {
 		t.Fatal(err)
@@ -57,12 +58,12 @@ func fullBacklogPort(t testing.TB) uint16 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := sa.(*syscall.SockaddrInet4).Port
+	bound := uint16(sa.(*syscall.SockaddrInet4).Port)
 	// One connection fills a backlog of 0.
-	filler, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	filler, err := net.Dial("tcp", netip.AddrPortFrom(netip.AddrFrom4(ip), bound).String())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { filler.Close() })
-	return uint16(port)
+	return bound
 }

@@ -9,7 +9,7 @@ import (
 	"testing"
 )
 
-// isolatedDialer and fullBacklogPort need Linux (network namespaces, raw listen backlogs);
+// isolatedDialer and fullBacklogAt need Linux (network namespaces, raw listen backlogs);
 // the tests run on Linux, as CI does.
 type isolatedDialer struct{ t testing.TB }
 
@@ -18,7 +18,7 @@ func (d isolatedDialer) DialContext(context.Context, string, string) (net.Conn, 
 	return nil, errors.New("unsupported")
 }
 
-func fullBacklogPort(t testing.TB) uint16 {
-	t.Fatal("fullBacklogPort needs Linux")
+func fullBacklogAt(t testing.TB, ip [4]byte, port uint16) uint16 {
+	t.Fatal("fullBacklogAt needs Linux")
 	return 0
 }

@@ -163,7 +163,7 @@ func TestStreamRefusals(t *testing.T) {
 			config: func(c *Config) { c.DisableTLSStreams = true }, want: wire.StatusDenied},
 		{name: "unreachable", host: "198.18.0.1", port: 80,
 			config: func(c *Config) { c.Dialer = isolatedDialer{t} }, want: wire.StatusUnreachable},
-		{name: "timeout", host: "127.0.0.1", port: fullBacklogPort(t), allow: true,
+		{name: "timeout", host: "127.0.0.1", port: fullBacklogAt(t, [4]byte{127, 0, 0, 1}, 0), allow: true,
 			config: func(c *Config) { c.DialTimeout = 200 * time.Millisecond }, want: wire.StatusTimeout},
 		{name: "unknown kind", kind: 7, host: "127.0.0.1", port: 80, want: wire.StatusBadRequest},
 		{name: "control character in host", host: "a\x00b", port: 80, want: wire.StatusBadRequest},

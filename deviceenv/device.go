@@ -12,6 +12,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/tessel/tessel-proxy/internal/atomicfile"
 )
 
 // LocalName is the built-in device that stands for this machine.
@@ -203,7 +205,7 @@ func LoadRegistry(path string) (*Registry, error) {
 // UpdateRegistry changes the registry at path under a file lock and writes it atomically, so
 // that two commands changing devices at once do not lose either change.
 func UpdateRegistry(path string, change func(*Registry) error) error {
-	return withFileLock(path, func() error {
+	return atomicfile.WithLock(path, func() error {
 		r, err := LoadRegistry(path)
 		if err != nil {
 			return err
@@ -215,7 +217,7 @@ func UpdateRegistry(path string, change func(*Registry) error) error {
 		if err != nil {
 			return err
 		}
-		return writeFileAtomic(path, append(b, '\n'))
+		return atomicfile.WriteFile(path, append(b, '\n'), 0o600)
 	})
 }
 

@@ -2,9 +2,8 @@ package deviceenv
 
 import (
 	"context"
-	"fmt"
-	"os"
-	"path/filepath"
+
+	"github.com/tessel/tessel-proxy/internal/atomicfile"
 )
 
 // Store is the env file of one device. Update is a read-modify-write under a lock on the
@@ -56,7 +55,7 @@ func (s *FileStore) Read(context.Context) (map[string]string, error) {
 
 // Update changes the file under an flock on Path+".lock" and replaces it atomically, mode 0600.
 func (s *FileStore) Update(_ context.Context, change func(map[string]string) error) error {
-	return withFileLock(s.Path, func() error {
+	return atomicfile.WithLock(s.Path, func() error {
 		vars, err := ReadEnvFile(s.Path)
 		if err != nil {
 			return err
@@ -68,58 +67,6 @@ func (s *FileStore) Update(_ context.Context, change func(map[string]string) err
 		if err != nil {
 			return err
 		}
-		return writeFileAtomic(s.Path, text)
+		return atomicfile.WriteFile(s.Path, text, 0o600)
 	})
-}
-
-// withFileLock runs fn holding an exclusive flock on path+".lock", creating the directory.
-// The lock is a separate file because path itself is replaced by rename.
-func withFileLock(path string, fn func() error) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return fmt.Errorf("create %s: %w", filepath.Dir(path), err)
-	}
-	lock, err := os.OpenFile(path+".lock", os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		return fmt.Errorf("lock %s: %w", path, err)
-	}
-	defer lock.Close()
-	if err := lockFile(lock); err != nil {
-		return fmt.Errorf("lock %s: %w", path, err)
-	}
-	defer unlockFile(lock) //nolint:errcheck // closing unlocks too
-	return fn()
-}
-
-// writeFileAtomic writes data to a temporary file beside path (mode 0600), syncs it and
-// renames it over path, so that a crash leaves the old file or the new one.
-func writeFileAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	defer os.Remove(tmp.Name()) // no-op after the rename
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync() // make the rename itself durable; best effort
-		d.Close()
-	}
-	return nil
 }

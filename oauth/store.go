@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/zalando/go-keyring"
+
+	"github.com/tessel/tessel-proxy/internal/atomicfile"
 )
 
 // Credentials are what login stores for a profile, as one JSON blob.
@@ -181,34 +183,17 @@ func (f File) read() (fileContent, error) {
 // write replaces the file atomically, created 0600 so the tokens are never readable by others,
 // not even for a moment.
 func (f File) write(content fileContent) error {
-	dir := filepath.Dir(f.Path)
 	if len(content.Profiles) == 0 {
 		if err := os.Remove(f.Path); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return err
+			return fmt.Errorf("remove %s: %w", f.Path, err)
 		}
 		return nil
 	}
 	b, err := json.MarshalIndent(content, "", "  ")
 	if err != nil {
-		return err
+		return fmt.Errorf("write %s: %w", f.Path, err)
 	}
-	tmp, err := os.CreateTemp(dir, ".credentials-*.json")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(append(b, '\n')); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), f.Path)
+	return atomicfile.WriteFile(f.Path, append(b, '\n'), 0o600)
 }
 
 // Load returns the profile's credentials or ErrNotLoggedIn.
@@ -226,25 +211,16 @@ func (f File) Load(profile string) (*Credentials, error) {
 
 // update applies change to the file's content under the file's lock.
 func (f File) update(change func(*fileContent) bool) error {
-	if err := os.MkdirAll(filepath.Dir(f.Path), 0o700); err != nil {
-		return fmt.Errorf("write %s: %w", f.Path, err)
-	}
-	unlock, err := lockDir(filepath.Dir(f.Path))
-	if err != nil {
-		return fmt.Errorf("lock %s: %w", f.Path, err)
-	}
-	defer unlock()
-	content, err := f.read()
-	if err != nil {
-		return err
-	}
-	if !change(&content) {
-		return nil
-	}
-	if err := f.write(content); err != nil {
-		return fmt.Errorf("write %s: %w", f.Path, err)
-	}
-	return nil
+	return atomicfile.WithLock(f.Path, func() error {
+		content, err := f.read()
+		if err != nil {
+			return err
+		}
+		if !change(&content) {
+			return nil
+		}
+		return f.write(content)
+	})
 }
 
 // Save stores the profile's credentials, replacing any.

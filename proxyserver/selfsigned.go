@@ -15,9 +15,10 @@ import (
 	"math/big"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/tessel/tessel-proxy/internal/atomicfile"
 )
 
 // SelfSignedValidity is how long a generated certificate is valid.
@@ -50,10 +51,10 @@ func EnsureSelfSigned(certFile, keyFile string, hosts []string) (created bool, e
 	if err != nil {
 		return false, err
 	}
-	if err := writeFileAtomic(keyFile, keyPEM, 0o600); err != nil {
+	if err := atomicfile.WriteFile(keyFile, keyPEM, 0o600); err != nil {
 		return false, err
 	}
-	if err := writeFileAtomic(certFile, certPEM, 0o644); err != nil {
+	if err := atomicfile.WriteFile(certFile, certPEM, 0o644); err != nil {
 		return false, err
 	}
 	return true, nil
@@ -176,38 +177,3 @@ func exists(path string) (bool, error) {
 
 // writeFileAtomic writes data to a temporary file beside path and renames it into place, so
 // that a reader never sees half a file and a crash leaves either nothing or everything.
-func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // no-op once renamed
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		d.Close()
-	}
-	return nil
-}

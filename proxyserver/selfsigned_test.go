@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tessel/tessel-proxy/internal/atomicfile"
 )
 
 func TestEnsureSelfSignedWritesAUsablePairOnce(t *testing.T) {
@@ -95,10 +97,10 @@ func TestCertFileReloadsRenewedCertificate(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := writeFileAtomic(keyPath, keyPEM, 0o600); err != nil {
+		if err := atomicfile.WriteFile(keyPath, keyPEM, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		if err := writeFileAtomic(certPath, certPEM, 0o644); err != nil {
+		if err := atomicfile.WriteFile(certPath, certPEM, 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -128,7 +130,7 @@ func TestCertFileReloadsRenewedCertificate(t *testing.T) {
 	}
 	// Halfway through a renewal: a new certificate next to the old key.
 	otherCert, _, _ := GenerateSelfSigned([]string{"half.example"}, time.Now())
-	if err := writeFileAtomic(certPath, otherCert, 0o644); err != nil {
+	if err := atomicfile.WriteFile(certPath, otherCert, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if got := served(); got != "renewed.example" {

@@ -1,6 +1,6 @@
 //go:build unix
 
-package deviceenv
+package atomicfile
 
 import (
 	"os"

@@ -1,6 +1,6 @@
 //go:build windows
 
-package deviceenv
+package atomicfile
 
 import (
 	"os"

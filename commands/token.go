@@ -3,6 +3,7 @@ package commands
 import (
 	"context"
 	"errors"
+	"path/filepath"
 
 	"github.com/tessel/tessel-proxy/deviceenv"
 	"github.com/tessel/tessel-proxy/oauth"
@@ -37,11 +38,11 @@ func activeToken(ctx context.Context, io IO, cfg deviceenv.Config, profile strin
 
 // loginStores are the keyring and the --insecure-storage file in the config directory.
 func loginStores(io IO) (oauth.Stores, error) {
-	path, err := oauth.DefaultFilePath(io.LookupEnv)
+	dir, err := deviceenv.ConfigDir(io.LookupEnv)
 	if err != nil {
 		return oauth.Stores{}, err
 	}
-	return oauth.Stores{File: oauth.File{Path: path}}, nil
+	return oauth.Stores{File: oauth.File{Path: filepath.Join(dir, "credentials.json")}}, nil
 }
 
 // profileFromEnv is the profile used without --profile.

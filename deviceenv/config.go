@@ -259,6 +259,9 @@ func ConfigDir(env Lookup) (string, error) {
 	}
 	home, _ := env("HOME")
 	if home == "" {
+		home, _ = env("USERPROFILE") // Windows
+	}
+	if home == "" {
 		return "", errors.New("cannot find the configuration directory: set HOME or XDG_CONFIG_HOME")
 	}
 	return filepath.Join(home, ".config", "tessel-proxy"), nil

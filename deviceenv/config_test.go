@@ -288,3 +288,23 @@ func TestVariables(t *testing.T) {
 		t.Errorf("Variables = %v, want %v", got, want)
 	}
 }
+
+func TestConfigDir(t *testing.T) {
+	for _, tc := range []struct {
+		env  []string
+		want string
+	}{
+		{[]string{"XDG_CONFIG_HOME", "/cfg", "HOME", "/home/u"}, "/cfg/tessel-proxy"},
+		{[]string{"XDG_CONFIG_HOME", "relative", "HOME", "/home/u"}, "/home/u/.config/tessel-proxy"},
+		{[]string{"HOME", "/home/u"}, "/home/u/.config/tessel-proxy"},
+		{[]string{"USERPROFILE", "/users/u"}, "/users/u/.config/tessel-proxy"},
+	} {
+		got, err := ConfigDir(lookupOf(tc.env...))
+		if err != nil || got != tc.want {
+			t.Errorf("ConfigDir(%v) = %q, %v, want %q", tc.env, got, err, tc.want)
+		}
+	}
+	if _, err := ConfigDir(lookupOf()); err == nil || !strings.Contains(err.Error(), "HOME") {
+		t.Errorf("with neither HOME nor XDG_CONFIG_HOME: %v, want an error naming HOME", err)
+	}
+}

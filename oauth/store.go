@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/zalando/go-keyring"
@@ -140,22 +139,6 @@ func unavailable(err error) error {
 // read the file, or a backup of it, has the tokens.
 type File struct {
 	Path string
-}
-
-// DefaultFilePath is ${XDG_CONFIG_HOME:-$HOME/.config}/tessel-proxy/credentials.json, with the
-// variables read through lookup.
-func DefaultFilePath(lookup func(string) (string, bool)) (string, error) {
-	if dir, ok := lookup("XDG_CONFIG_HOME"); ok && filepath.IsAbs(dir) {
-		return filepath.Join(dir, "tessel-proxy", "credentials.json"), nil
-	}
-	home, ok := lookup("HOME")
-	if !ok || home == "" {
-		var err error
-		if home, err = os.UserHomeDir(); err != nil {
-			return "", fmt.Errorf("cannot find the config directory: set HOME or XDG_CONFIG_HOME")
-		}
-	}
-	return filepath.Join(home, ".config", "tessel-proxy", "credentials.json"), nil
 }
 
 type fileContent struct {

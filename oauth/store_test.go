@@ -197,22 +197,6 @@ func TestStoresFileLoginReplacesKeyringLogin(t *testing.T) {
 	}
 }
 
-func TestDefaultFilePath(t *testing.T) {
-	for _, tc := range []struct {
-		env  map[string]string
-		want string
-	}{
-		{map[string]string{"XDG_CONFIG_HOME": "/cfg", "HOME": "/home/u"}, "/cfg/tessel-proxy/credentials.json"},
-		{map[string]string{"XDG_CONFIG_HOME": "relative", "HOME": "/home/u"}, "/home/u/.config/tessel-proxy/credentials.json"},
-		{map[string]string{"HOME": "/home/u"}, "/home/u/.config/tessel-proxy/credentials.json"},
-	} {
-		got, err := DefaultFilePath(func(k string) (string, bool) { v, ok := tc.env[k]; return v, ok })
-		if err != nil || got != tc.want {
-			t.Errorf("DefaultFilePath(%v) = %q, %v, want %q", tc.env, got, err, tc.want)
-		}
-	}
-}
-
 // Concurrent updates (say, two programs refreshing different profiles) lose nothing.
 func TestFileStoreConcurrentSaves(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "credentials.json")

@@ -138,12 +138,10 @@ func TestHalfCloseFromTarget(t *testing.T) {
 	}
 }
 
-func TestConcurrentFirstDialsShareOneHandshake(t *testing.T) {
-	srv := newTestServer(t, testToken)
-	target := newEchoTarget(t)
-	d := newTestDialer(t, srv.config(), testToken)
-
-	const n = 16
+// dialAllAtOnce starts n dials to target together, closes each connection, and fails the
+// test for every dial that failed.
+func dialAllAtOnce(t *testing.T, d *Dialer, target string, n int) {
+	t.Helper()
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
 	start := make(chan struct{})
@@ -152,7 +150,7 @@ func TestConcurrentFirstDialsShareOneHandshake(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			<-start
-			c, err := d.DialContext(context.Background(), "tcp", target.addr())
+			c, err := d.DialContext(context.Background(), "tcp", target)
 			if err != nil {
 				errs <- err
 				return
@@ -166,6 +164,15 @@ func TestConcurrentFirstDialsShareOneHandshake(t *testing.T) {
 	for err := range errs {
 		t.Errorf("dial: %v", err)
 	}
+}
+
+func TestConcurrentFirstDialsShareOneHandshake(t *testing.T) {
+	srv := newTestServer(t, testToken)
+	target := newEchoTarget(t)
+	d := newTestDialer(t, srv.config(), testToken)
+
+	const n = 16
+	dialAllAtOnce(t, d, target.addr(), n)
 	if got := srv.handshakes.Load(); got != 1 {
 		t.Fatalf("%d concurrent first dials made %d handshakes, want 1", n, got)
 	}
@@ -735,28 +742,7 @@ func TestIdleZeroBurstSharesOneTunnel(t *testing.T) {
 	d := newTestDialer(t, cfg, testToken)
 
 	const n = 32
-	var wg sync.WaitGroup
-	errs := make(chan error, n)
-	start := make(chan struct{})
-	for i := 0; i < n; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			c, err := d.DialContext(context.Background(), "tcp", target)
-			if err != nil {
-				errs <- err
-				return
-			}
-			c.Close()
-		}()
-	}
-	close(start)
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Errorf("dial: %v", err)
-	}
+	dialAllAtOnce(t, d, target, n)
 	if got := srv.handshakes.Load(); got != 1 {
 		t.Fatalf("%d overlapping first dials with PROXY_IDLE=0 made %d handshakes, want 1", n, got)
 	}

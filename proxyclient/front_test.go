@@ -307,22 +307,30 @@ func basic(user, pass string) string {
 
 func base64Std(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
 
-func TestFrontCloseWhileTargetIsSilent(t *testing.T) {
-	// The target sends the start of a response and then nothing: the front's handler
-	// is left waiting for the rest of the body.
-	silent, err := net.Listen("tcp", "127.0.0.1:0")
+// stallingTarget listens on loopback; its first connection gets start and then nothing more,
+// and is handed to the test on the returned channel.
+func stallingTarget(t *testing.T, start string) (net.Listener, <-chan net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer silent.Close()
-	accepted := make(chan net.Conn, 1)
+	t.Cleanup(func() { ln.Close() })
+	held := make(chan net.Conn, 1)
 	go func() {
-		c, err := silent.Accept()
+		c, err := ln.Accept()
 		if err == nil {
-			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial")
-			accepted <- c
+			io.WriteString(c, start)
+			held <- c
 		}
 	}()
+	return ln, held
+}
+
+func TestFrontCloseWhileTargetIsSilent(t *testing.T) {
+	// The target sends the start of a response and then nothing: the front's handler
+	// is left waiting for the rest of the body.
+	silent, accepted := stallingTarget(t, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial")
 	fx := newFrontFixture(t, "none")
 	c, err := net.Dial("tcp", fx.front.Addr().String())
 	if err != nil {
@@ -424,19 +432,7 @@ func TestFrontTunnelLossResetsClient(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			// The target answers with a body that ends with the connection, sends part
 			// of it, and waits.
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer ln.Close()
-			held := make(chan net.Conn, 1)
-			go func() {
-				c, err := ln.Accept()
-				if err == nil {
-					io.WriteString(c, "HTTP/1.0 200 OK\r\n\r\npartial")
-					held <- c
-				}
-			}()
+			ln, held := stallingTarget(t, "HTTP/1.0 200 OK\r\n\r\npartial")
 			fx := newFrontFixture(t, "none")
 			c, err := net.Dial("tcp", fx.front.Addr().String())
 			if err != nil {

@@ -287,11 +287,11 @@ func envParallelSets(t *testing.T, f *envFixture, dev []string, fileOnDevice str
 }
 
 // runProcess runs tessel-proxy ARGS as a process of its own (this test binary, through
-// TestEnvMainHelper) with the fixture's environment, and returns its output and exit status.
+// TestMain) with the fixture's environment, and returns its output and exit status.
 func (f *envFixture) runProcess(args ...string) (string, int) {
 	encoded, _ := json.Marshal(args)
-	cmd := exec.Command(os.Args[0], "-test.run=^TestEnvMainHelper$")
-	env := []string{"TESSEL_PROXY_ENV_TEST_ARGS=" + string(encoded)}
+	cmd := exec.Command(os.Args[0])
+	env := []string{mainArgsVar + "=" + string(encoded)}
 	for k, v := range f.vars {
 		env = append(env, k+"="+v)
 	}
@@ -301,20 +301,6 @@ func (f *envFixture) runProcess(args ...string) (string, int) {
 		return err.Error(), -1
 	}
 	return string(out), cmd.ProcessState.ExitCode()
-}
-
-// TestEnvMainHelper is not a test: runProcess starts this test binary again as tessel-proxy.
-func TestEnvMainHelper(t *testing.T) {
-	encoded := os.Getenv("TESSEL_PROXY_ENV_TEST_ARGS")
-	if encoded == "" {
-		return
-	}
-	var args []string
-	if err := json.Unmarshal([]byte(encoded), &args); err != nil {
-		t.Fatal(err)
-	}
-	os.Exit(Main(IO{In: os.Stdin, Out: os.Stdout, Err: os.Stderr, LookupEnv: os.LookupEnv},
-		append([]string{"tessel-proxy"}, args...)))
 }
 
 func TestEnvOverSSH(t *testing.T) {

@@ -260,7 +260,7 @@ func TestLoginUsage(t *testing.T) {
 // whole process, so the no-bus case runs in a child process.
 func TestLoginWithoutKeyring(t *testing.T) {
 	home := t.TempDir()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestMainProcessHelper$")
+	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(),
 		`TESSEL_PROXY_TEST_MAIN_ARGS=["login","--with-token","--profile","nobus"]`,
 		"DBUS_SESSION_BUS_ADDRESS=unix:path="+filepath.Join(home, "no-bus"),
@@ -284,7 +284,7 @@ func TestLoginWithoutKeyring(t *testing.T) {
 func TestLoginDeviceCtrlC(t *testing.T) {
 	s := testoidc.Start(t, testoidc.Options{})
 	home := t.TempDir()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestMainProcessHelper$")
+	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(),
 		`TESSEL_PROXY_TEST_MAIN_ARGS=["login","--device","--insecure-storage","--issuer","`+s.Issuer+`"]`,
 		"HOME="+home, "XDG_CONFIG_HOME=")
@@ -433,7 +433,7 @@ func TestAuthTokenAfterRefreshAndRevocation(t *testing.T) {
 // may be there unseen; it does not wait for the missing bus.
 func TestAuthStatusWithoutKeyring(t *testing.T) {
 	home := t.TempDir()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestMainProcessHelper$")
+	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(),
 		`TESSEL_PROXY_TEST_MAIN_ARGS=["auth","status","--profile","nobus"]`,
 		"DBUS_SESSION_BUS_ADDRESS=unix:path="+filepath.Join(home, "no-bus"),
@@ -459,7 +459,7 @@ func TestLoginWithTokenPromptsOnTerminal(t *testing.T) {
 	cmd := exec.Command("python3", "-c", `import os, pty, subprocess, sys
 m, s = pty.openpty()
 os.write(m, b"typed-key-123\n\x04")
-sys.exit(subprocess.call(sys.argv[1:], stdin=s))`, os.Args[0], "-test.run=^TestMainProcessHelper$")
+sys.exit(subprocess.call(sys.argv[1:], stdin=s))`, os.Args[0])
 	cmd.Env = append(os.Environ(),
 		`TESSEL_PROXY_TEST_MAIN_ARGS=["login","--with-token","--insecure-storage","--profile","tty"]`,
 		"HOME="+home, "XDG_CONFIG_HOME=")

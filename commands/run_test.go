@@ -328,21 +328,6 @@ func TestRunForwardsSignals(t *testing.T) {
 	}
 }
 
-// TestMainProcessHelper is not a test: TestRunCtrlCReachesTheProgramOnce starts this test
-// binary again as `tessel-proxy` with it, so that run gets a terminal of its own.
-func TestMainProcessHelper(t *testing.T) {
-	encoded := os.Getenv("TESSEL_PROXY_TEST_MAIN_ARGS")
-	if encoded == "" {
-		return
-	}
-	var args []string
-	if err := json.Unmarshal([]byte(encoded), &args); err != nil {
-		t.Fatal(err)
-	}
-	os.Exit(Main(IO{In: os.Stdin, Out: os.Stdout, Err: os.Stderr, LookupEnv: os.LookupEnv},
-		append([]string{"tessel-proxy"}, args...)))
-}
-
 // openPTY returns the two ends of a new pseudo-terminal.
 func openPTY(t *testing.T) (master, slave *os.File) {
 	t.Helper()
@@ -369,7 +354,7 @@ func TestRunCtrlCReachesTheProgramOnce(t *testing.T) {
 	master, slave := openPTY(t)
 	defer master.Close()
 	script := `n=0; trap 'n=$((n+1))' INT; echo ready; while [ $n -eq 0 ]; do sleep 0.01; done; sleep 0.5; echo "count=$n"`
-	cmd := exec.Command(os.Args[0], "-test.run=^TestMainProcessHelper$")
+	cmd := exec.Command(os.Args[0])
 	args, _ := json.Marshal([]string{"run", "--", "sh", "-c", script})
 	cmd.Env = append(os.Environ(), "TESSEL_PROXY_TEST_MAIN_ARGS="+string(args))
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/tessel/tessel-proxy/deviceenv"
+	"github.com/tessel/tessel-proxy/proxyconfig"
 )
 
 func TestDeviceCommands(t *testing.T) {
@@ -73,6 +74,6 @@ func TestDeviceCommands(t *testing.T) {
 	f.fails(2, "not defined", "device", "list", "--bogus")
 }
 
-func (f *envFixture) vars2lookup() deviceenv.Lookup {
+func (f *envFixture) vars2lookup() proxyconfig.Lookup {
 	return func(k string) (string, bool) { v, ok := f.vars[k]; return v, ok }
 }

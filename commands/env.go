@@ -15,6 +15,7 @@ import (
 	"github.com/tessel/tessel-proxy/deviceenv"
 	"github.com/tessel/tessel-proxy/internal/shellquote"
 	"github.com/tessel/tessel-proxy/oauth"
+	"github.com/tessel/tessel-proxy/proxyconfig"
 	"github.com/urfave/cli/v2"
 )
 
@@ -239,13 +240,13 @@ func runEnvSet(ctx context.Context, o *EnvSetOptions) error {
 					active.Source, exp.UTC().Format(time.RFC3339), roughDuration(time.Until(exp)), deviceArg(o.Device))
 			}
 		}
-		list = append(list, envAssignment{deviceenv.VarToken, active.Token, "login (" + active.Source + ")", false})
+		list = append(list, envAssignment{proxyconfig.VarToken, active.Token, "login (" + active.Source + ")", false})
 	}
 
 	// Check everything before writing anything.
-	validate := deviceenv.Validate
+	validate := proxyconfig.Validate
 	if st.Remote() {
-		validate = deviceenv.ValidateRemote
+		validate = proxyconfig.ValidateRemote
 	}
 	final := map[string]string{}
 	var order []string
@@ -254,7 +255,7 @@ func runEnvSet(ctx context.Context, o *EnvSetOptions) error {
 			return usageError("env set: %v", err)
 		}
 		// Text read from a file or stdin is the certificate itself, never a path to one.
-		if a.key == deviceenv.VarCert && a.content && !strings.HasPrefix(strings.TrimSpace(a.value), "-----BEGIN") {
+		if a.key == proxyconfig.VarCert && a.content && !strings.HasPrefix(strings.TrimSpace(a.value), "-----BEGIN") {
 			return usageError("%s: %s holds no PEM certificate (expected -----BEGIN CERTIFICATE-----)", a.key, a.from)
 		}
 		if err := validate(a.key, a.value); err != nil {
@@ -325,7 +326,7 @@ func trimOneNewline(v string) string {
 // nearVariable returns the known variable key probably meant to be, or "".
 func nearVariable(key string) string {
 	best, bestDist := "", 3
-	for _, v := range deviceenv.Variables {
+	for _, v := range proxyconfig.Variables {
 		if v.Name == key {
 			return ""
 		}
@@ -463,7 +464,7 @@ func printEnvList(io IO, vars map[string]string, asJSON, asShell, showSecrets bo
 		out := map[string]string{}
 		for _, k := range keys {
 			out[k] = vars[k]
-			if deviceenv.IsSecret(k) && !showSecrets {
+			if proxyconfig.IsSecret(k) && !showSecrets {
 				out[k], hidden = maskedValue, true
 			}
 		}
@@ -475,7 +476,7 @@ func printEnvList(io IO, vars map[string]string, asJSON, asShell, showSecrets bo
 	} else {
 		for _, k := range keys {
 			v := vars[k]
-			secret := deviceenv.IsSecret(k) && !showSecrets
+			secret := proxyconfig.IsSecret(k) && !showSecrets
 			hidden = hidden || secret
 			switch {
 			case asShell && secret:

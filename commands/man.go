@@ -5,8 +5,8 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/tessel/tessel-proxy/deviceenv"
 	"github.com/tessel/tessel-proxy/man"
+	"github.com/tessel/tessel-proxy/proxyconfig"
 	"github.com/urfave/cli/v2"
 )
 
@@ -50,7 +50,7 @@ var manExamples = []man.Example{
 func manOptions() man.Options {
 	return man.Options{
 		Version:    currentVersion().Version,
-		Variables:  deviceenv.Variables,
+		Variables:  proxyconfig.Variables,
 		ExitStatus: manExitStatus,
 		Examples:   manExamples,
 	}

@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/tessel/tessel-proxy/commands"
-	"github.com/tessel/tessel-proxy/deviceenv"
+	"github.com/tessel/tessel-proxy/proxyconfig"
 	"github.com/urfave/cli/v2"
 )
 
@@ -98,7 +98,7 @@ func TestManPagesRenderCleanlyAndCoverTheTree(t *testing.T) {
 		}
 	}
 	env := main[strings.Index(main, "\nENVIRONMENT"):]
-	for _, v := range deviceenv.Variables {
+	for _, v := range proxyconfig.Variables {
 		if !strings.Contains(env, v.Name) {
 			t.Errorf("ENVIRONMENT does not list %s", v.Name)
 		}

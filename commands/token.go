@@ -5,8 +5,8 @@ import (
 	"errors"
 	"path/filepath"
 
-	"github.com/tessel/tessel-proxy/deviceenv"
 	"github.com/tessel/tessel-proxy/oauth"
+	"github.com/tessel/tessel-proxy/proxyconfig"
 )
 
 // resolveToken is the one function that decides which token a command uses and says where it
@@ -15,7 +15,7 @@ import (
 // ($TESSEL_PROXY_PROFILE, else "default"), refreshed first when it is about to expire. source
 // is "PROXY_TOKEN", "TM_API_KEY", "keyring" or "file". With no token anywhere it returns "",
 // "", nil: callers that need one say how to get one.
-func resolveToken(ctx context.Context, io IO, cfg deviceenv.Config) (token, source string, err error) {
+func resolveToken(ctx context.Context, io IO, cfg proxyconfig.Config) (token, source string, err error) {
 	active, err := activeToken(ctx, io, cfg, profileFromEnv(io), true)
 	if errors.Is(err, oauth.ErrNotLoggedIn) {
 		return "", "", nil
@@ -28,7 +28,7 @@ func resolveToken(ctx context.Context, io IO, cfg deviceenv.Config) (token, sour
 
 // activeToken is resolveToken with the details auth status shows. With refresh false a stored
 // token is returned as stored.
-func activeToken(ctx context.Context, io IO, cfg deviceenv.Config, profile string, refresh bool) (*oauth.ActiveToken, error) {
+func activeToken(ctx context.Context, io IO, cfg proxyconfig.Config, profile string, refresh bool) (*oauth.ActiveToken, error) {
 	stores, err := loginStores(io)
 	if err != nil {
 		return nil, err
@@ -38,7 +38,7 @@ func activeToken(ctx context.Context, io IO, cfg deviceenv.Config, profile strin
 
 // loginStores are the keyring and the --insecure-storage file in the config directory.
 func loginStores(io IO) (oauth.Stores, error) {
-	dir, err := deviceenv.ConfigDir(io.LookupEnv)
+	dir, err := proxyconfig.ConfigDir(io.LookupEnv)
 	if err != nil {
 		return oauth.Stores{}, err
 	}

@@ -17,7 +17,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/tessel/tessel-proxy/deviceenv"
+	"github.com/tessel/tessel-proxy/proxyconfig"
 	"github.com/urfave/cli/v2"
 )
 
@@ -28,7 +28,7 @@ const RequestFlag = "--generate-bash-completion"
 // Options says where the values that are only known at run time come from.
 type Options struct {
 	// LookupEnv reads the environment, to find the device registry. Nil: os.LookupEnv.
-	LookupEnv deviceenv.Lookup
+	LookupEnv proxyconfig.Lookup
 	// Args returns the full command line of the completion request, program name first and
 	// RequestFlag last. Nil: os.Args. urfave/cli hands a BashComplete func only the parsed
 	// context, and the word before the cursor (a flag waiting for its value, or not) is what
@@ -297,8 +297,8 @@ func (c *completer) argValues(path string, index int, cur string) []candidate {
 
 // variableNames lists the configuration variables, each followed by suffix.
 func variableNames(suffix string) []candidate {
-	out := make([]candidate, 0, len(deviceenv.Variables))
-	for _, v := range deviceenv.Variables {
+	out := make([]candidate, 0, len(proxyconfig.Variables))
+	for _, v := range proxyconfig.Variables {
 		out = append(out, candidate{word: v.Name + suffix, help: v.Help})
 	}
 	return out
@@ -307,7 +307,7 @@ func variableNames(suffix string) []candidate {
 // variableValues lists "NAME=value" for the accepted values of the variable called name, when
 // it has a fixed set of them.
 func variableValues(name string) []candidate {
-	for _, v := range deviceenv.Variables {
+	for _, v := range proxyconfig.Variables {
 		if v.Name != name {
 			continue
 		}

@@ -4,11 +4,12 @@ import (
 	"path/filepath"
 
 	"github.com/tessel/tessel-proxy/deviceenv"
+	"github.com/tessel/tessel-proxy/proxyconfig"
 )
 
 // writeRegistry registers devices (name to address) in the registry that HOME=home points at.
 func writeRegistry(home string, devices map[string]string) error {
-	path, err := deviceenv.DefaultRegistryPath(deviceenv.MapLookup(map[string]string{
+	path, err := deviceenv.DefaultRegistryPath(proxyconfig.MapLookup(map[string]string{
 		"HOME": home, "XDG_CONFIG_HOME": filepath.Join(home, ".config")}))
 	if err != nil {
 		return err

@@ -14,6 +14,7 @@ import (
 	"github.com/tessel/tessel-proxy/commands"
 	"github.com/tessel/tessel-proxy/completions"
 	"github.com/tessel/tessel-proxy/deviceenv"
+	"github.com/tessel/tessel-proxy/proxyconfig"
 	"github.com/urfave/cli/v2"
 	"go.uber.org/goleak"
 )
@@ -146,7 +147,7 @@ func treeCases(t *testing.T) []compCase {
 		return c
 	}
 	var names []string
-	for _, v := range deviceenv.Variables {
+	for _, v := range proxyconfig.Variables {
 		names = append(names, v.Name)
 	}
 	if find("env", "get") != nil {

@@ -1,3 +1,7 @@
+// Package deviceenv manages devices, the machines a program will run on with the tunnel:
+// this machine (local) or a Linux device reached over ssh. It keeps the registry of named
+// devices and reads and writes each device's env file, validating every PROXY_* value through
+// proxyconfig before anything is written.
 package deviceenv
 
 import (
@@ -14,6 +18,7 @@ import (
 	"strings"
 
 	"github.com/tessel/tessel-proxy/internal/atomicfile"
+	"github.com/tessel/tessel-proxy/proxyconfig"
 )
 
 // LocalName is the built-in device that stands for this machine.
@@ -171,8 +176,8 @@ type Registry struct {
 }
 
 // DefaultRegistryPath returns ${XDG_CONFIG_HOME:-$HOME/.config}/tessel-proxy/devices.json.
-func DefaultRegistryPath(env Lookup) (string, error) {
-	dir, err := ConfigDir(env)
+func DefaultRegistryPath(env proxyconfig.Lookup) (string, error) {
+	dir, err := proxyconfig.ConfigDir(env)
 	if err != nil {
 		return "", err
 	}

@@ -9,6 +9,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/tessel/tessel-proxy/internal/testcert"
+	"github.com/tessel/tessel-proxy/proxyconfig"
 )
 
 func TestParseAddress(t *testing.T) {
@@ -194,3 +197,13 @@ func TestFileStoreParallelUpdates(t *testing.T) {
 	}
 	assertNoLeftovers(t, filepath.Dir(path))
 }
+
+func lookupOf(kv ...string) proxyconfig.Lookup {
+	m := map[string]string{}
+	for i := 0; i < len(kv); i += 2 {
+		m[kv[i]] = kv[i+1]
+	}
+	return proxyconfig.MapLookup(m)
+}
+
+func testCertPEM(t *testing.T) string { return string(testcert.New(t).PEM) }

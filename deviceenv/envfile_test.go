@@ -1,8 +1,6 @@
 package deviceenv
 
 import (
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -74,32 +72,6 @@ func FuzzQuoteValue(f *testing.F) {
 	})
 }
 
-func TestReadEnvFile(t *testing.T) {
-	dir := t.TempDir()
-	m, err := ReadEnvFile(filepath.Join(dir, "missing"))
-	if err != nil || len(m) != 0 {
-		t.Errorf("missing file: %v, %v; want an empty map", m, err)
-	}
-	path := filepath.Join(dir, "env")
-	hand := "# a comment\nexport PROXY_HOST=proxy.example.net # trailing comment\nPROXY_PORT=\"8443\"\n\nPROXY_TRUSTED='yes'\n"
-	if err := os.WriteFile(path, []byte(hand), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	m, err = ReadEnvFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if m["PROXY_HOST"] != "proxy.example.net" || m["PROXY_PORT"] != "8443" || m["PROXY_TRUSTED"] != "yes" {
-		t.Errorf("hand-written file read as %q", m)
-	}
-	if err := os.WriteFile(path, []byte("A='unterminated\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := ReadEnvFile(path); err == nil || !strings.Contains(err.Error(), path) {
-		t.Errorf("broken file: %v, want an error naming the file", err)
-	}
-}
-
 func TestCheckKey(t *testing.T) {
 	for _, k := range []string{"A", "_PROXY_DBG", "PROXY_HOST", "a1"} {
 		if CheckKey(k) != nil {
@@ -114,18 +86,3 @@ func TestCheckKey(t *testing.T) {
 }
 
 // An env file holds tokens, so a parse error names the line and the problem, never the text.
-func TestParseEnvErrorsShowNoValues(t *testing.T) {
-	for _, tc := range []struct{ text, want string }{
-		{"PROXY_TOKEN=s3cret-1\nBAD LINE here\nTM_API_KEY=s3cret-3\n", "line 2: no = after the variable name"},
-		{"PROXY_TOKEN=s3cret-1\r\nTM-API-KEY=s3cret-2\r\n", `line 2: a variable name holds only letters, digits and _, then = and the value (found "-")`},
-		{"A=1\n\nPROXY_TOKEN=\"s3cret-1\nB=s3cret-2\n", "line 3: a quoted value has no closing quote"},
-	} {
-		_, err := ParseEnv([]byte(tc.text))
-		if err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("ParseEnv(%q) = %v, want an error saying %q", tc.text, err, tc.want)
-		}
-		if err != nil && strings.Contains(err.Error(), "s3cret") {
-			t.Errorf("ParseEnv(%q) error shows the file's values: %v", tc.text, err)
-		}
-	}
-}

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tessel/tessel-proxy/proxyconfig"
 )
 
 // SSHCommandVar names the environment variable that replaces the ssh command line (split as
@@ -112,7 +114,7 @@ type sshStore struct {
 	sendContent func(stdin io.WriteCloser, content []byte, cmd *exec.Cmd) error
 }
 
-func newSSHStore(dev Device, addr Address, env Lookup) (*sshStore, error) {
+func newSSHStore(dev Device, addr Address, env proxyconfig.Lookup) (*sshStore, error) {
 	argv := []string{"ssh"}
 	if env != nil {
 		if c, ok := env(SSHCommandVar); ok && strings.TrimSpace(c) != "" {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/tessel/tessel-proxy/internal/shellquote"
 	"github.com/tessel/tessel-proxy/internal/testsshd"
+	"github.com/tessel/tessel-proxy/proxyconfig"
 	"go.uber.org/goleak"
 )
 
@@ -21,10 +22,10 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// sshFixture is a running sshd and a Lookup that makes the store use its client config.
+// sshFixture is a running sshd and a proxyconfig.Lookup that makes the store use its client config.
 type sshFixture struct {
 	srv *testsshd.Server
-	env Lookup
+	env proxyconfig.Lookup
 }
 
 func newSSHFixture(t *testing.T, opts testsshd.Options) sshFixture {

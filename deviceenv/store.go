@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/tessel/tessel-proxy/internal/atomicfile"
+	"github.com/tessel/tessel-proxy/proxyconfig"
 )
 
 // Store is the env file of one device. Update is a read-modify-write under a lock on the
@@ -23,13 +24,13 @@ type Store interface {
 
 // OpenStore returns the env file store of dev. env supplies HOME/XDG_CONFIG_HOME for the
 // local file and TESSEL_PROXY_SSH_COMMAND for ssh.
-func OpenStore(dev Device, env Lookup) (Store, error) {
+func OpenStore(dev Device, env proxyconfig.Lookup) (Store, error) {
 	addr, err := ParseAddress(dev.Address)
 	if err != nil {
 		return nil, err
 	}
 	if addr.Local {
-		path, err := DefaultEnvPath(env)
+		path, err := proxyconfig.DefaultEnvPath(env)
 		if err != nil {
 			return nil, err
 		}

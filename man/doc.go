@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/tessel/tessel-proxy/deviceenv"
+	"github.com/tessel/tessel-proxy/proxyconfig"
 	"github.com/urfave/cli/v2"
 )
 
@@ -17,7 +17,7 @@ type Options struct {
 	// so that the committed reference does not change with every build.
 	Version string
 	// Variables is the table of configuration variables (ENVIRONMENT).
-	Variables []deviceenv.Variable
+	Variables []proxyconfig.Variable
 	// ExitStatus lists the exit statuses and what they mean (EXIT STATUS).
 	ExitStatus []ExitStatus
 	// Examples are shown in EXAMPLES of the main page and of the page of each command that

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tessel/tessel-proxy/deviceenv"
+	"github.com/tessel/tessel-proxy/proxyconfig"
 	"github.com/urfave/cli/v2"
 )
 
@@ -39,7 +39,7 @@ func trickyApp() *cli.App {
 
 var trickyOptions = Options{
 	Version:    "v9.9.9",
-	Variables:  []deviceenv.Variable{{Name: "PROXY_LOCAL", Default: "10.0.0.0/8 localhost", Help: "hosts | connected directly"}},
+	Variables:  []proxyconfig.Variable{{Name: "PROXY_LOCAL", Default: "10.0.0.0/8 localhost", Help: "hosts | connected directly"}},
 	ExitStatus: []ExitStatus{{Code: "0", Meaning: "success"}, {Code: "128+N", Meaning: "killed by signal N"}},
 	Examples:   []Example{{Text: "Set a host", Command: "tp env set PROXY_HOST=example.net"}},
 }

@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/yamux"
-	"github.com/tessel/tessel-proxy/deviceenv"
+	"github.com/tessel/tessel-proxy/proxyconfig"
 	"github.com/tessel/tessel-proxy/wire"
 )
 
@@ -57,7 +57,7 @@ func forcedDirect(ctx context.Context) bool {
 // proxied connection and keeps at most one at a time. A Dialer is safe for concurrent use;
 // Close releases the tunnel and every goroutine it started.
 type Dialer struct {
-	cfg    deviceenv.Config
+	cfg    proxyconfig.Config
 	token  string
 	log    *slog.Logger
 	direct net.Dialer
@@ -89,7 +89,7 @@ func WithTLSConfig(c *tls.Config) Option {
 // makes every connection direct (the seed's rule: no token, no proxy). log receives
 // routing decisions and tunnel events at debug level; when nil, they go to stderr if
 // cfg.Debug (_PROXY_DBG) is set and nowhere otherwise.
-func NewDialer(cfg deviceenv.Config, token string, log *slog.Logger, opts ...Option) *Dialer {
+func NewDialer(cfg proxyconfig.Config, token string, log *slog.Logger, opts ...Option) *Dialer {
 	if log == nil {
 		var w io.Writer = io.Discard
 		if cfg.Debug {

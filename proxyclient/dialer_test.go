@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tessel/tessel-proxy/deviceenv"
+	"github.com/tessel/tessel-proxy/proxyconfig"
 	"github.com/tessel/tessel-proxy/wire"
 	"go.uber.org/goleak"
 )
@@ -26,7 +26,7 @@ func TestMain(m *testing.M) {
 
 const testToken = "test-token-0123456789"
 
-func newTestDialer(t testing.TB, cfg deviceenv.Config, token string, opts ...Option) *Dialer {
+func newTestDialer(t testing.TB, cfg proxyconfig.Config, token string, opts ...Option) *Dialer {
 	t.Helper()
 	d := NewDialer(cfg, token, nil, opts...)
 	t.Cleanup(func() { d.Close() })
@@ -292,14 +292,14 @@ func TestHandshakeFailures(t *testing.T) {
 
 	cases := []struct {
 		name     string
-		cfg      func(*deviceenv.Config)
+		cfg      func(*proxyconfig.Config)
 		token    string
 		want     error
 		wantText string
 	}{
 		{"wrong token", nil, "wrong-token", ErrAuthFailed, "refused the token"},
-		{"untrusted certificate", func(c *deviceenv.Config) { c.RootCAs = nil }, testToken, ErrProxyUntrusted, "PROXY_CERT"},
-		{"unreachable", func(c *deviceenv.Config) { c.Port = closedPort }, testToken, ErrProxyUnreachable,
+		{"untrusted certificate", func(c *proxyconfig.Config) { c.RootCAs = nil }, testToken, ErrProxyUntrusted, "PROXY_CERT"},
+		{"unreachable", func(c *proxyconfig.Config) { c.Port = closedPort }, testToken, ErrProxyUnreachable,
 			"127.0.0.1:" + strconv.Itoa(closedPort)},
 	}
 	for _, tc := range cases {
@@ -356,7 +356,7 @@ func TestHandshakeTimeout(t *testing.T) {
 			c.Close()
 		}
 	}()
-	cfg := deviceenv.Config{Host: "127.0.0.1", Port: ln.Addr().(*net.TCPAddr).Port, Idle: deviceenv.IdleNever}
+	cfg := proxyconfig.Config{Host: "127.0.0.1", Port: ln.Addr().(*net.TCPAddr).Port, Idle: proxyconfig.IdleNever}
 	d := newTestDialer(t, cfg, testToken, WithHandshakeTimeout(50*time.Millisecond))
 	err = d.Connect(context.Background())
 	if !errors.Is(err, ErrProxyUnreachable) || !strings.Contains(err.Error(), "no answer within") {
@@ -522,7 +522,7 @@ func TestIdle(t *testing.T) {
 	})
 
 	t.Run("never keeps the tunnel", func(t *testing.T) {
-		_, d, ft := open(t, deviceenv.IdleNever)
+		_, d, ft := open(t, proxyconfig.IdleNever)
 		echoThrough(t, d, target.addr())
 		if len(ft.armed) != 0 {
 			t.Fatalf("PROXY_IDLE=never armed idle timers %v", ft.armed)
@@ -552,14 +552,14 @@ func TestCloseEndsConnectionsAndDials(t *testing.T) {
 }
 
 func TestRoute(t *testing.T) {
-	local, err := deviceenv.ParseLocal("10.0.0.0/8 fd00::/8 .corp.example localhost")
+	local, err := proxyconfig.ParseLocal("10.0.0.0/8 fd00::/8 .corp.example localhost")
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := deviceenv.Config{Host: "proxy.example", Port: 443, Local: local}
+	cfg := proxyconfig.Config{Host: "proxy.example", Port: 443, Local: local}
 	cases := []struct {
 		name    string
-		cfg     deviceenv.Config
+		cfg     proxyconfig.Config
 		token   string
 		host    string
 		tls     bool
@@ -590,7 +590,7 @@ func TestRoute(t *testing.T) {
 	}
 }
 
-func withTrusted(c deviceenv.Config) deviceenv.Config { c.Trusted = true; return c }
+func withTrusted(c proxyconfig.Config) proxyconfig.Config { c.Trusted = true; return c }
 
 func TestForcedDirectAndLocalSkipTheTunnel(t *testing.T) {
 	srv := newTestServer(t, testToken)
@@ -607,7 +607,7 @@ func TestForcedDirectAndLocalSkipTheTunnel(t *testing.T) {
 		t.Fatalf("forced direct dial returned %T, want a plain TCP connection", c)
 	}
 
-	cfg.Local, _ = deviceenv.ParseLocal("127.0.0.0/8")
+	cfg.Local, _ = proxyconfig.ParseLocal("127.0.0.0/8")
 	d2 := newTestDialer(t, cfg, testToken)
 	if got := echoThrough(t, d2, target.addr()); got != "echo:hello" {
 		t.Fatalf("direct echo got %q", got)
@@ -722,7 +722,7 @@ func TestCloseDuringHandshake(t *testing.T) {
 			accepted <- c
 		}
 	}()
-	cfg := deviceenv.Config{Host: "127.0.0.1", Port: ln.Addr().(*net.TCPAddr).Port, Idle: deviceenv.IdleNever}
+	cfg := proxyconfig.Config{Host: "127.0.0.1", Port: ln.Addr().(*net.TCPAddr).Port, Idle: proxyconfig.IdleNever}
 	d := NewDialer(cfg, testToken, nil)
 	result := make(chan error, 1)
 	go func() { _, err := d.Dial("tcp", "example.test:80"); result <- err }()

@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tessel/tessel-proxy/deviceenv"
+	"github.com/tessel/tessel-proxy/proxyconfig"
 	"github.com/tessel/tessel-proxy/wire"
 )
 
@@ -80,7 +80,7 @@ func newFrontFixture(t *testing.T, local string) *frontFixture {
 	srv := newTestServer(t, testToken)
 	cfg := srv.config()
 	if local != "" {
-		l, err := deviceenv.ParseLocal(local)
+		l, err := proxyconfig.ParseLocal(local)
 		if err != nil {
 			t.Fatal(err)
 		}

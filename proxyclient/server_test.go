@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/yamux"
-	"github.com/tessel/tessel-proxy/deviceenv"
 	"github.com/tessel/tessel-proxy/internal/testcert"
+	"github.com/tessel/tessel-proxy/proxyconfig"
 	"github.com/tessel/tessel-proxy/wire"
 )
 
@@ -67,12 +67,12 @@ func newTestServer(t testing.TB, token string) *testServer {
 }
 
 // config is a client configuration that trusts s and routes everything through it.
-func (s *testServer) config() deviceenv.Config {
-	return deviceenv.Config{
+func (s *testServer) config() proxyconfig.Config {
+	return proxyconfig.Config{
 		Host:    "127.0.0.1",
 		Port:    s.ln.Addr().(*net.TCPAddr).Port,
 		RootCAs: s.pool,
-		Idle:    deviceenv.IdleNever,
+		Idle:    proxyconfig.IdleNever,
 	}
 }
 

@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/yamux"
-	"github.com/tessel/tessel-proxy/deviceenv"
 	"github.com/tessel/tessel-proxy/internal/muxconn"
+	"github.com/tessel/tessel-proxy/proxyconfig"
 	"github.com/tessel/tessel-proxy/wire"
 )
 
@@ -287,7 +287,7 @@ func (m *manager) release(t *tunnel) {
 		case idle == 0:
 			closeNow = true
 			m.cur = nil
-		case idle == deviceenv.IdleNever:
+		case idle == proxyconfig.IdleNever:
 		default:
 			m.armIdle(t)
 		}

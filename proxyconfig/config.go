@@ -1,8 +1,10 @@
-// Package deviceenv is the one place that knows what a PROXY_* value means: it parses and
+// Package proxyconfig is the one place that knows what a PROXY_* value means: it parses and
 // validates the configuration variables, applies their defaults, matches hosts against
-// PROXY_LOCAL, and reads and writes the env file of a device (this machine, or one reached
-// over ssh). `env set` validation and `run` both call into it, so they can never disagree.
-package deviceenv
+// PROXY_LOCAL, and reads them in their lookup order (the process environment, then the
+// local device's env file, then the defaults). `env set` validation, `run`, the man pages
+// and completion all call into it, so they can never disagree. It runs no processes and
+// knows nothing of devices; proxyclient imports it.
+package proxyconfig
 
 import (
 	"crypto/x509"
@@ -221,26 +223,19 @@ func validate(key, value string, readCertFile bool) error {
 	return err
 }
 
-// LoadLocal reads the configuration of this machine: env first, then the local device env
-// file (DefaultEnvPath), then the defaults.
-func LoadLocal(env Lookup) (Config, error) {
+// ParseLayered reads the configuration in its lookup order: env first, then file (the
+// variables of the device's env file, read from filePath), then the defaults. An error about a
+// value that came from the file names the file, so the user knows where to fix it.
+func ParseLayered(env Lookup, file map[string]string, filePath string) (Config, error) {
 	if env == nil {
 		env = os.LookupEnv
-	}
-	path, err := DefaultEnvPath(env)
-	if err != nil {
-		return Config{}, err
-	}
-	file, err := ReadEnvFile(path)
-	if err != nil {
-		return Config{}, err
 	}
 	cfg, err := Parse(Chain(env, MapLookup(file)))
 	if err != nil {
 		var ve *VarError
 		if errors.As(err, &ve) {
-			if _, inEnv := env(ve.Key); !inEnv {
-				return Config{}, &VarError{Key: ve.Key, Rule: ve.Rule + " (set in " + path + ")"}
+			if _, inEnv := env(ve.Key); !inEnv && filePath != "" {
+				return Config{}, &VarError{Key: ve.Key, Rule: ve.Rule + " (set in " + filePath + ")"}
 			}
 		}
 		return Config{}, err

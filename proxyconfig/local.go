@@ -1,4 +1,4 @@
-package deviceenv
+package proxyconfig
 
 import (
 	"net/netip"

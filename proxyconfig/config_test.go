@@ -1,4 +1,4 @@
-package deviceenv
+package proxyconfig
 
 import (
 	"errors"
@@ -198,44 +198,6 @@ func TestChain(t *testing.T) {
 	l = Chain(lookupOf("PROXY_HOST", ""), lookupOf("PROXY_HOST", "file.example"))
 	if cfg, _ := Parse(l); cfg.Host != DefaultHost {
 		t.Errorf("Host = %q, want the default for an empty environment value", cfg.Host)
-	}
-}
-
-func TestLoadLocal(t *testing.T) {
-	dir := t.TempDir()
-	env := lookupOf("XDG_CONFIG_HOME", dir, "HOME", "/nonexistent", "PROXY_PORT", "1234")
-	path, err := DefaultEnvPath(env)
-	if err != nil || path != filepath.Join(dir, "tessel-proxy", "env") {
-		t.Fatalf("DefaultEnvPath = %q, %v", path, err)
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, []byte("PROXY_PORT=99\nPROXY_HOST=file.example\nPROXY_TOKEN='007'\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := LoadLocal(env)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if cfg.Port != 1234 || cfg.Host != "file.example" || cfg.Token != "007" {
-		t.Errorf("LoadLocal: env must win over the file, the file over defaults; got %+v", cfg)
-	}
-
-	if err := os.WriteFile(path, []byte("PROXY_TRUSTED=sure\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	_, err = LoadLocal(env)
-	if err == nil || !strings.Contains(err.Error(), "PROXY_TRUSTED") || !strings.Contains(err.Error(), path) {
-		t.Errorf("a bad value in the env file must name the variable and the file, got %v", err)
-	}
-	if !errors.Is(err, ErrBadConfig) {
-		t.Errorf("errors.Is(%v, ErrBadConfig) = false", err)
-	}
-
-	// A missing env file is no error.
-	if _, err := LoadLocal(lookupOf("HOME", t.TempDir())); err != nil {
-		t.Errorf("missing env file: %v", err)
 	}
 }
 

@@ -46,16 +46,16 @@ func FormatEnv(vars map[string]string) ([]byte, error) {
 	return b.Bytes(), nil
 }
 
-// QuoteValue returns v written so that godotenv reads back exactly v. godotenv has no quoting
-// that covers every string, so the form is chosen by what v contains:
-//   - single quotes keep everything literally, but cannot hold ' or \r (CRLF is folded) or
-//     end in \ (godotenv would read \' as an escaped quote);
-//   - double quotes take \\ \" \n \r \$ escapes, but cannot end in \ or " (godotenv trims
-//     every trailing quote and skips a quote after a backslash);
-//   - unquoted takes \$ for $ and anything else on one line that has no surrounding space,
-//     no " #" comment start and no leading quote.
+// QuoteValue returns v written so that godotenv reads back exactly v, and a POSIX shell that
+// sources the file gets v too and never runs any of it:
+//   - single quotes when v holds no ' and no \r: both read everything inside literally;
+//   - double quotes otherwise, with \\ \" \$ and \` escaped (both readers unescape them) and
+//     a carriage return as \r (godotenv folds a raw CRLF; a shell reads this one as the two
+//     characters \r, the one place where the two readers differ).
 //
-// A value none of them can hold is an error that says so.
+// A value that ends in \ (godotenv reads \' and \" before the closing quote as escaped
+// quotes), or that holds ' or \r and ends in " (godotenv trims every trailing quote), fits
+// neither form; such a value, a NUL byte or invalid UTF-8 is an error that says so.
 func QuoteValue(v string) (string, error) {
 	if strings.ContainsRune(v, 0) {
 		return "", errors.New("the value contains a NUL byte, which no environment variable can hold")
@@ -63,40 +63,15 @@ func QuoteValue(v string) (string, error) {
 	if !utf8.ValidString(v) {
 		return "", errors.New("the value is not valid UTF-8 text")
 	}
-	if !strings.ContainsAny(v, "'\r") && !strings.HasSuffix(v, `\`) {
+	if strings.HasSuffix(v, `\`) {
+		return "", errors.New(`the value ends in \, which an env file cannot hold so that both dotenv readers and a shell read it back`)
+	}
+	if !strings.ContainsAny(v, "'\r") {
 		return "'" + v + "'", nil
 	}
-	if !strings.HasSuffix(v, `\`) && !strings.HasSuffix(v, `"`) {
-		r := strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`, "\r", `\r`, `$`, `\$`)
-		return `"` + r.Replace(v) + `"`, nil
+	if strings.HasSuffix(v, `"`) {
+		return "", errors.New(`the value holds ' or a carriage return and ends in ", which an env file cannot hold so that both dotenv readers and a shell read it back`)
 	}
-	if unquotable(v) {
-		return strings.ReplaceAll(v, `$`, `\$`), nil
-	}
-	return "", errors.New(`the value cannot be written to a dotenv file: it holds ' or a carriage return, ends in \ or ", and has line breaks or surrounding space`)
-}
-
-func unquotable(v string) bool {
-	if v == "" || strings.ContainsAny(v, "\n\r") || strings.HasPrefix(v, `"`) || strings.HasPrefix(v, `'`) {
-		return false
-	}
-	r := []rune(v)
-	if godotenvSpace(r[0]) || godotenvSpace(r[len(r)-1]) {
-		return false
-	}
-	for i := 1; i < len(r); i++ {
-		if r[i] == '#' && godotenvSpace(r[i-1]) {
-			return false
-		}
-	}
-	return true
-}
-
-// godotenvSpace is godotenv's isSpace: the runes it trims around an unquoted value.
-func godotenvSpace(r rune) bool {
-	switch r {
-	case '\t', '\v', '\f', '\r', ' ', 0x85, 0xA0:
-		return true
-	}
-	return false
+	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`, `$`, `\$`, "`", "\\`", "\r", `\r`)
+	return `"` + r.Replace(v) + `"`, nil
 }

@@ -20,8 +20,8 @@ import (
 const SSHCommandVar = "TESSEL_PROXY_SSH_COMMAND"
 
 // remoteScript runs on the device under POSIX sh (BusyBox ash is enough: it needs only cat,
-// wc, mkdir, mv, rm and, when present, flock). It reads its orders from stdin, never from
-// argv, so that values and paths stay out of process listings:
+// wc, mkdir, mv, rm, sync and, when present, flock and mktemp). It reads its orders from
+// stdin, never from argv, so that values and paths stay out of process listings:
 //
 //	line 1: read | write
 //	line 2: path of the env file; empty = ${XDG_CONFIG_HOME:-$HOME/.config}/tessel-proxy/env,
@@ -31,8 +31,11 @@ const SSHCommandVar = "TESSEL_PROXY_SSH_COMMAND"
 // write takes the lock (flock on PATH.lock, else a PATH.lock.d directory), prints
 // "TESSEL-PROXY-ENV-1 SIZE" (-1 when missing) and the file, then reads "SIZE\n" and the new
 // content, which it writes to a temporary file and renames over the old one only when every
-// byte arrived. It prints TESSEL-PROXY-ENV-DONE after the rename, and exits 3 without
-// writing when the client closes stdin instead of sending content. The marker lines let the
+// byte arrived and the file is synced (sync FILE, else a plain sync where sync takes no file).
+// The temporary file is created exclusively, so that a link planted at its name cannot
+// redirect the write: by mktemp, else by noclobber (set -C) tries. It prints
+// TESSEL-PROXY-ENV-DONE after the rename, and exits 3 without writing when the client closes
+// stdin instead of sending content. The marker lines let the
 // client skip anything a login script prints.
 //
 // The script holds no ' or \: it travels inside single quotes through the remote login
@@ -84,13 +87,21 @@ echo "TESSEL-PROXY-ENV-1 $n"
 if [ "$n" -ge 0 ]; then cat -- "$p" || exit 1; fi
 IFS= read -r want || exit 3
 case $want in ""|*[!0-9]*) exit 3 ;; esac
-t=$p.tmp.$$
+t=$(mktemp -- "$p.tmp.XXXXXXXX" 2>/dev/null) || {
+  i=0
+  until (set -C; : > "$p.tmp.$$.$i") 2>/dev/null; do
+    i=$((i+1))
+    if [ "$i" -ge 100 ]; then echo "cannot create a temporary file beside $p" >&2; exit 1; fi
+  done
+  t=$p.tmp.$$.$i
+}
 cat > "$t" || exit 1
 got=$(($(wc -c < "$t")))
 if [ "$got" -ne "$want" ]; then
   echo "the transfer ended after $got of $want bytes; $p is unchanged" >&2
   exit 1
 fi
+sync -- "$t" 2>/dev/null || sync
 mv -f -- "$t" "$p" || exit 1
 t=
 echo TESSEL-PROXY-ENV-DONE

@@ -111,9 +111,17 @@ func startDevServer(t *testing.T, args ...string) *devServer {
 // startDevServerIn is startDevServer with a command prefix (for example `ip netns exec NS`).
 func startDevServerIn(t *testing.T, prefix []string, args ...string) *devServer {
 	t.Helper()
-	argv := append(append(append([]string{}, prefix...), binary, "serve", "--dev", "--log-level", "debug", "--dir", t.TempDir()), args...)
+	return startDevServerWith(t, prefix, t.TempDir(), nil, args...)
+}
+
+// startDevServerWith is startDevServerIn with the directory that holds the certificate and
+// extra environment ("AUTH_HARDCODED=..."): servers started with the same directory and token
+// are interchangeable to a client.
+func startDevServerWith(t *testing.T, prefix []string, dir string, env []string, args ...string) *devServer {
+	t.Helper()
+	argv := append(append(append([]string{}, prefix...), binary, "serve", "--dev", "--log-level", "debug", "--dir", dir), args...)
 	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Env = baseEnv(t)
+	cmd.Env = append(baseEnv(t), env...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

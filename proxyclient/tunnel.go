@@ -39,7 +39,7 @@ type manager struct {
 type tunnel struct {
 	id       int
 	sess     *yamux.Session
-	local    net.Addr
+	raw      net.Conn // the TCP connection under TLS and the session
 	active   int         // connections handed out and not yet closed
 	idleStop func() bool // non-nil while the idle timer is armed
 	idleGen  int         // which arming is current, so that a stale timer does nothing
@@ -128,7 +128,7 @@ func (m *manager) open(ctx context.Context, h *handshake) {
 	addr := m.d.ProxyAddr()
 	m.d.log.Debug("tunnel opening", "proxy", addr)
 	start := time.Now()
-	sess, local, err := m.handshake(ctx, addr)
+	sess, raw, err := m.handshake(ctx, addr)
 
 	m.mu.Lock()
 	abandoned := m.pending != h
@@ -155,7 +155,7 @@ func (m *manager) open(ctx context.Context, h *handshake) {
 	m.seq++
 	// Every waiter gets a connection counted on the tunnel (see get); waiters only leave
 	// under m.mu, so the count is exact. Not abandoned means at least one.
-	t := &tunnel{id: m.seq, sess: sess, local: local, active: h.waiters}
+	t := &tunnel{id: m.seq, sess: sess, raw: raw, active: h.waiters}
 	m.cur = t
 	h.t = t
 	close(h.done)
@@ -165,8 +165,9 @@ func (m *manager) open(ctx context.Context, h *handshake) {
 	go m.watch(t)
 }
 
-// handshake dials the proxy, verifies it, authenticates and starts yamux.
-func (m *manager) handshake(ctx context.Context, addr string) (*yamux.Session, net.Addr, error) {
+// handshake dials the proxy, verifies it, authenticates and starts yamux. It returns the
+// session and the TCP connection under it.
+func (m *manager) handshake(ctx context.Context, addr string) (*yamux.Session, net.Conn, error) {
 	cfg := m.d.cfg
 	raw, err := m.d.direct.DialContext(ctx, "tcp", addr)
 	if err != nil {
@@ -212,7 +213,7 @@ func (m *manager) handshake(ctx context.Context, addr string) (*yamux.Session, n
 		tc.Close()
 		return nil, nil, fmt.Errorf("tunnel to %s: %w", addr, err)
 	}
-	return sess, raw.LocalAddr(), nil
+	return sess, raw, nil
 }
 
 func (m *manager) handshakeErr(ctx context.Context, addr string, err error) error {
@@ -230,8 +231,11 @@ func (m *manager) watch(t *tunnel) {
 	defer m.wg.Done()
 	select {
 	case <-t.sess.CloseChan():
+		// The session may have ended itself (keepalive) and be stuck closing behind a
+		// write to a dead path; closing the connection under it frees it.
+		t.close()
 	case <-m.base.Done():
-		t.sess.Close()
+		t.close()
 	}
 	m.mu.Lock()
 	if m.cur == t {
@@ -295,7 +299,7 @@ func (m *manager) release(t *tunnel) {
 	m.mu.Unlock()
 	if closeNow {
 		m.d.log.Debug("tunnel unused", "tunnel", t.id)
-		t.sess.Close()
+		t.close()
 	}
 }
 
@@ -320,7 +324,7 @@ func (m *manager) armIdle(t *tunnel) {
 		m.mu.Unlock()
 		defer m.wg.Done()
 		m.d.log.Debug("tunnel idle", "tunnel", t.id, "idle", m.d.cfg.Idle)
-		t.sess.Close()
+		t.close()
 	})
 }
 
@@ -332,9 +336,17 @@ func (m *manager) close() {
 	m.mu.Unlock()
 	m.cancel()
 	if t != nil {
-		t.sess.Close()
+		t.close()
 	}
 	m.wg.Wait()
+}
+
+// close ends the tunnel: the TCP connection first, so that a session write blocked on a
+// dead path (which holds the TLS connection's lock for as long as TCP keeps retrying) cannot
+// hold up the session's Close.
+func (t *tunnel) close() {
+	t.raw.Close()
+	t.sess.Close()
 }
 
 // dialStream opens one stream to host:port. The stream request and early payload go out
@@ -473,5 +485,5 @@ func (c *streamConn) Close() error {
 	return err
 }
 
-func (c *streamConn) LocalAddr() net.Addr  { return c.t.local }
+func (c *streamConn) LocalAddr() net.Addr  { return c.t.raw.LocalAddr() }
 func (c *streamConn) RemoteAddr() net.Addr { return c.remote }

@@ -295,10 +295,13 @@ func (t *tunnel) close() {
 		targets = append(targets, c)
 	}
 	t.mu.Unlock()
+	// The raw connection first: over a dead path a write of the session's can be blocked in
+	// it for as long as TCP keeps retrying (many minutes), holding the TLS connection's lock
+	// that the session's Close needs.
+	t.raw.Close()
 	if sess != nil {
 		sess.Close()
 	}
-	t.raw.Close()
 	for _, c := range targets {
 		c.Close()
 	}

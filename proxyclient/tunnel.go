@@ -39,7 +39,7 @@ type manager struct {
 type tunnel struct {
 	id       int
 	sess     *yamux.Session
-	raw      net.Conn // the TCP connection under TLS and the session
+	raw      net.Conn    // the TCP connection under TLS and the session
 	active   int         // connections handed out and not yet closed
 	idleStop func() bool // non-nil while the idle timer is armed
 	idleGen  int         // which arming is current, so that a stale timer does nothing

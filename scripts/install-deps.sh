@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 packages=(
   curl git python3 iproute2 openssl      # clients run through `run`; network namespaces; cert checks
   nginx-light                            # the target in scripts/bench.sh
+  haproxy                                # an L4 balancer in front of several `serve` (failover tests)
   openssh-server openssh-client busybox  # devices reached over ssh, BusyBox sh on the device
   dbus dbus-x11 gnome-keyring libsecret-tools  # a real Secret Service for the keyring
   zsh fish bash-completion groff-base man-db make  # completions, man pages, make install

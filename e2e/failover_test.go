@@ -489,3 +489,113 @@ func TestLinkDownUnderLiveTunnel(t *testing.T) {
 		t.Fatalf("serve saw %d tunnel(s) open before the link came back and %d after: the last fetch did not use a new tunnel\n%s", opened, now, d.logs())
 	}
 }
+
+// sendUntilErrorScript sends through CONNECT without pause until a send fails, then writes
+// the error to argv[3] and exits 0.
+const sendUntilErrorScript = pyConnect + `
+s = connect("connect", sys.argv[1], int(sys.argv[2]))
+open(sys.argv[4], "w").close()
+chunk = b"u" * 65536
+try:
+    while True:
+        s.sendall(chunk)
+except OSError as e:
+    with open(sys.argv[3], "w") as f:
+        f.write(str(e))
+`
+
+// TestLinkDownDuringUploadRunExits: the link goes down while the program uploads as fast as
+// it can, so that the tunnel's TCP connection has a full send buffer that will never drain.
+// The program's connection must fail within the keepalive bound (the download case is
+// TestLinkDownUnderLiveTunnel), and run must then exit with the program instead of waiting on
+// the dead connection for as long as TCP keeps retrying.
+func TestLinkDownDuringUploadRunExits(t *testing.T) {
+	t.Parallel()
+	needTools(t, "ip", "python3")
+	if os.Geteuid() != 0 {
+		t.Fatal("this test makes network namespaces and needs root (CI runs as root)")
+	}
+	// The target on this machine's loopback reads and discards everything.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				buf := make([]byte, 64<<10)
+				for {
+					if _, err := c.Read(buf); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	subnet := 64 + rand.IntN(160)
+	hostAddr, devAddr := fmt.Sprintf("198.18.%d.1", subnet), fmt.Sprintf("198.18.%d.2", subnet)
+	suffix := fmt.Sprintf("%d%03d", os.Getpid()%10000, rand.IntN(1000))
+	devNS, veth := "tpx-lu-"+suffix, "tpxu"+suffix
+	makeNamespace(t, devNS, veth, hostAddr, devAddr)
+	srv := startDevServer(t, "--listen", hostAddr+":0", "--allow", "127.0.0.0/8", "--shutdown-timeout", "3s")
+
+	dir := t.TempDir()
+	script, report, sending := filepath.Join(dir, "upload.py"), filepath.Join(dir, "report"), filepath.Join(dir, "sending")
+	if err := writeFile(script, sendUntilErrorScript); err != nil {
+		t.Fatal(err)
+	}
+	host, port, _ := net.SplitHostPort(ln.Addr().String())
+	run := exec.Command("ip", "netns", "exec", devNS, binary, "run", "--", "python3", script, host, port, report, sending)
+	run.Env = srv.clientEnv(t, "_PROXY_DBG=1")
+	run.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	out := &syncbuf.Buffer{}
+	run.Stdout, run.Stderr = out, out
+	if err := run.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { run.Wait(); close(done) }()
+	t.Cleanup(func() {
+		select {
+		case <-done:
+		default:
+			syscall.Kill(-run.Process.Pid, syscall.SIGKILL)
+			<-done
+		}
+	})
+	logs := func() string { return fmt.Sprintf("run output:\n%s\nserve log:\n%s", out, srv.stderr) }
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, err := os.Stat(sending); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the program did not start sending within 30s\n%s", logs())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(500 * time.Millisecond) // fill every buffer on the way
+
+	if out, err := exec.Command("ip", "-n", devNS, "link", "set", veth+"n", "down").CombinedOutput(); err != nil {
+		t.Fatalf("link down: %v\n%s", err, out)
+	}
+	down := time.Now()
+	select {
+	case <-done:
+	case <-time.After(keepaliveBound + 10*time.Second):
+		_, err := os.Stat(report)
+		t.Fatalf("run had not exited %s after the link went down (the program's send had failed: %v)\n%s",
+			time.Since(down).Round(time.Second), err == nil, logs())
+	}
+	t.Logf("run exited %s after the link went down (exit %d); the program's send failed with: %s",
+		time.Since(down).Round(time.Millisecond), run.ProcessState.ExitCode(), readFileIfAny(report))
+	if _, err := os.Stat(report); err != nil {
+		t.Fatalf("the program's send never failed\n%s", logs())
+	}
+}

@@ -272,7 +272,6 @@ type downloadRun struct {
 	done    chan struct{}
 	out     *syncbuf.Buffer
 	logs    func() string
-	started time.Time
 }
 
 // startDownloadRun starts deadPathScript under `run` (prefix: for example `ip netns exec NS`)

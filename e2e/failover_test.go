@@ -266,12 +266,12 @@ func readFileIfAny(path string) string {
 // downloadRun is a program under `run` that runs deadPathScript: a fetch, an endless
 // download that the test breaks, and a fetch once the test says the way is back.
 type downloadRun struct {
-	t       *testing.T
-	shared  string
-	cmd     *exec.Cmd
-	done    chan struct{}
-	out     *syncbuf.Buffer
-	logs    func() string
+	t      *testing.T
+	shared string
+	cmd    *exec.Cmd
+	done   chan struct{}
+	out    *syncbuf.Buffer
+	logs   func() string
 }
 
 // startDownloadRun starts deadPathScript under `run` (prefix: for example `ip netns exec NS`)

@@ -245,11 +245,23 @@ func ParseLayered(env Lookup, file map[string]string, filePath string) (Config, 
 
 // ConfigDir returns ${XDG_CONFIG_HOME:-$HOME/.config}/tessel-proxy as env describes it.
 func ConfigDir(env Lookup) (string, error) {
+	return baseDir(env, "XDG_CONFIG_HOME", ".config", "configuration")
+}
+
+// StateDir returns ${XDG_STATE_HOME:-$HOME/.local/state}/tessel-proxy as env describes it:
+// files a program makes for itself and keeps, such as the dev server's certificate.
+func StateDir(env Lookup) (string, error) {
+	return baseDir(env, "XDG_STATE_HOME", filepath.Join(".local", "state"), "state")
+}
+
+// baseDir is the tessel-proxy directory under the XDG base directory named by xdgVar, else
+// under $HOME/underHome: the one lookup behind ConfigDir and StateDir.
+func baseDir(env Lookup, xdgVar, underHome, what string) (string, error) {
 	if env == nil {
 		env = os.LookupEnv
 	}
-	// The XDG spec says a relative XDG_CONFIG_HOME is invalid and must be ignored.
-	if x, _ := env("XDG_CONFIG_HOME"); x != "" && filepath.IsAbs(x) {
+	// The XDG spec says a relative base directory is invalid and must be ignored.
+	if x, _ := env(xdgVar); x != "" && filepath.IsAbs(x) {
 		return filepath.Join(x, "tessel-proxy"), nil
 	}
 	home, _ := env("HOME")
@@ -257,9 +269,9 @@ func ConfigDir(env Lookup) (string, error) {
 		home, _ = env("USERPROFILE") // Windows
 	}
 	if home == "" {
-		return "", errors.New("cannot find the configuration directory: set HOME or XDG_CONFIG_HOME")
+		return "", fmt.Errorf("cannot find the %s directory: set HOME or %s", what, xdgVar)
 	}
-	return filepath.Join(home, ".config", "tessel-proxy"), nil
+	return filepath.Join(home, underHome, "tessel-proxy"), nil
 }
 
 // DefaultEnvPath returns ${XDG_CONFIG_HOME:-$HOME/.config}/tessel-proxy/env, the env file of

@@ -270,3 +270,22 @@ func TestConfigDir(t *testing.T) {
 		t.Errorf("with neither HOME nor XDG_CONFIG_HOME: %v, want an error naming HOME", err)
 	}
 }
+
+func TestStateDir(t *testing.T) {
+	for _, tc := range []struct {
+		env  []string
+		want string
+	}{
+		{[]string{"XDG_STATE_HOME", "/state", "HOME", "/home/u"}, "/state/tessel-proxy"},
+		{[]string{"XDG_STATE_HOME", "relative", "HOME", "/home/u"}, "/home/u/.local/state/tessel-proxy"},
+		{[]string{"XDG_CONFIG_HOME", "/cfg", "HOME", "/home/u"}, "/home/u/.local/state/tessel-proxy"},
+	} {
+		got, err := StateDir(lookupOf(tc.env...))
+		if err != nil || got != tc.want {
+			t.Errorf("StateDir(%v) = %q, %v, want %q", tc.env, got, err, tc.want)
+		}
+	}
+	if _, err := StateDir(lookupOf()); err == nil || !strings.Contains(err.Error(), "XDG_STATE_HOME") {
+		t.Errorf("with neither HOME nor XDG_STATE_HOME: %v, want an error naming XDG_STATE_HOME", err)
+	}
+}

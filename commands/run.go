@@ -108,7 +108,7 @@ func runRun(ctx context.Context, o *RunOptions) error {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(o.IO.Err, &slog.HandlerOptions{Level: level}))
-	dialer := proxyclient.NewDialer(cfg, token, log)
+	dialer := proxyclient.NewDialer(withToken(cfg, token), log)
 	defer dialer.Close()
 
 	cctx, cancel := context.WithTimeout(ctx, connectTimeout)

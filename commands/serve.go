@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/urfave/cli/v2"
 
+	"github.com/tessel/tessel-proxy/internal/hostport"
 	"github.com/tessel/tessel-proxy/internal/shellquote"
 	"github.com/tessel/tessel-proxy/proxyconfig"
 	"github.com/tessel/tessel-proxy/proxyserver"
@@ -274,12 +275,15 @@ func serveOptionsFrom(c *cli.Context, io IO) (*ServeOptions, error) {
 	return o, nil
 }
 
-// checkListenAddr accepts what net.Listen("tcp", addr) can bind: [HOST]:PORT, PORT a number
+// checkListenAddr accepts what net.Listen("tcp", addr) can bind: [HOST]:PORT, PORT a port
 // (0: any free port) or a service name.
 func checkListenAddr(addr string) error {
 	_, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return errors.New("want HOST:PORT or :PORT, e.g. 127.0.0.1:8443")
+	}
+	if _, ok := hostport.ParsePort(port); ok || port == "0" {
+		return nil
 	}
 	if _, err := net.LookupPort("tcp", port); err != nil || port == "" {
 		return fmt.Errorf("port %q is neither a number from 0 to 65535 nor a service name", port)

@@ -19,6 +19,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tessel/tessel-proxy/internal/hostport"
 )
 
 // Lookup returns the value of a variable and whether it is set (os.LookupEnv's shape).
@@ -286,8 +288,8 @@ func DefaultEnvPath(env Lookup) (string, error) {
 
 func parseHost(v string) (string, error) {
 	// An IPv6 literal may come in brackets, as in a URL; the brackets are not part of it.
-	if strings.HasPrefix(v, "[") && strings.HasSuffix(v, "]") {
-		if a, err := netip.ParseAddr(v[1 : len(v)-1]); err == nil && a.Is6() {
+	if h, ok := hostport.Unbracket(v); ok {
+		if a, err := netip.ParseAddr(h); err == nil && a.Is6() {
 			return a.String(), nil
 		}
 	}
@@ -313,11 +315,11 @@ func validHostName(s string) bool {
 
 func parsePort(v string) (int, error) {
 	s := strings.TrimSpace(v)
-	n, err := strconv.Atoi(s)
-	if err != nil || n < 1 || n > 65535 || strings.HasPrefix(s, "+") {
+	n, ok := hostport.ParsePort(s)
+	if !ok {
 		return 0, varErr(VarPort, "%q is not a TCP port; use a whole number from 1 to 65535", v)
 	}
-	return n, nil
+	return int(n), nil
 }
 
 func checkToken(key, v string) error {

@@ -4,6 +4,8 @@ import (
 	"net/netip"
 	"strings"
 	"unicode"
+
+	"github.com/tessel/tessel-proxy/internal/hostport"
 )
 
 // LocalList is a parsed PROXY_LOCAL: the hosts connected directly, never through the tunnel.
@@ -124,10 +126,8 @@ func (l LocalList) Match(host string) (entry string, ok bool) {
 
 // unbracket drops the brackets around an IPv6 literal written as in a URL ([::1]).
 func unbracket(s string) string {
-	if strings.HasPrefix(s, "[") && strings.HasSuffix(s, "]") {
-		return s[1 : len(s)-1]
-	}
-	return s
+	h, _ := hostport.Unbracket(s)
+	return h
 }
 
 // Entries returns the entries as they were written, in order.

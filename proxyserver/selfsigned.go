@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/tessel/tessel-proxy/internal/atomicfile"
+	"github.com/tessel/tessel-proxy/internal/hostport"
 )
 
 // SelfSignedValidity is how long a generated certificate is valid.
@@ -152,7 +153,7 @@ func GenerateSelfSigned(hosts []string, now time.Time) (certPEM, keyPEM []byte, 
 		IsCA:                  true,
 	}
 	for _, h := range hosts {
-		h = strings.TrimSuffix(strings.TrimPrefix(h, "["), "]")
+		h, _ = hostport.Unbracket(h)
 		if addr, err := netip.ParseAddr(h); err == nil {
 			tmpl.IPAddresses = append(tmpl.IPAddresses, addr.AsSlice())
 		} else if h != "" {

@@ -42,7 +42,7 @@ const (
 type directKey struct{}
 
 // WithDirect returns a context that makes DialContext and DialTLSContext connect directly,
-// never through the tunnel (the seed's `proxy: false`).
+// never through the tunnel.
 func WithDirect(ctx context.Context) context.Context {
 	return context.WithValue(ctx, directKey{}, true)
 }
@@ -181,7 +181,7 @@ func (d *Dialer) DialEarly(ctx context.Context, network, addr string, early []by
 // PROXY_TRUSTED is on and the host is not local, the proxy makes the TLS connection
 // (stream kind tls, verified against the proxy's roots) and the returned connection carries
 // plaintext; otherwise this machine makes the TLS connection itself, directly to the
-// target (the seed's rule: a TLS dial never rides the tunnel unless the proxy is trusted).
+// target: a TLS dial never rides the tunnel unless the proxy is trusted.
 func (d *Dialer) DialTLSContext(ctx context.Context, network, addr string) (net.Conn, error) {
 	host, port, err := splitAddr(network, addr)
 	if err != nil {

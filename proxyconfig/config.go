@@ -97,7 +97,8 @@ type Variable struct {
 	Values  []string // the accepted words, when the variable takes a fixed set (for completion)
 }
 
-// Variables lists every known variable in the order of the SPEC's table.
+// Variables lists every known variable, in the order of the tables generated from it (the
+// manual's ENVIRONMENT, docs/reference.md and README.md).
 var Variables = []Variable{
 	{Name: VarHost, Default: DefaultHost, Help: "host name or IP address of the proxy server; empty means the default"},
 	{Name: VarPort, Default: strconv.Itoa(DefaultPort), Help: "TCP port of the proxy server, 1-65535"},
@@ -386,8 +387,8 @@ func parseTrusted(v string) (bool, error) {
 	return false, varErr(VarTrusted, "%q is not a yes/no value; use 1, true or yes to trust the proxy with TLS, 0, false or no not to", v)
 }
 
-// jsNumber is the decimal subset of JavaScript's Number(): what the seed's +process.env.PROXY_IDLE
-// accepted for a count of milliseconds.
+// jsNumber is the decimal subset of JavaScript's Number() (90e3, 1.5, +90000): the forms a
+// count of milliseconds in PROXY_IDLE may take, as clients written in JavaScript read it.
 var jsNumber = regexp.MustCompile(`^\+?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$`)
 
 func parseIdle(v string) (time.Duration, error) {

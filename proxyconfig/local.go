@@ -69,7 +69,7 @@ func parseLocalEntry(f string) (localEntry, error) {
 		if p.Addr().Is4In6() && p.Bits() >= 96 {
 			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
 		}
-		// The seed's example 192.168.0.255/4 has host bits set; the prefix is what counts.
+		// A prefix written with host bits set (192.168.0.255/4) means its masked prefix.
 		e.kind, e.prefix = kindPrefix, p.Masked()
 	default:
 		if a, err := netip.ParseAddr(unbracket(f)); err == nil {

@@ -101,7 +101,7 @@ func TestRunCtrlCReachesTheProgramOnce(t *testing.T) {
 // program (here a process group of its own), as namespaces will.
 func TestRunProcessAttributes(t *testing.T) {
 	// Field 5 of /proc/PID/stat is the process group; $$ is the shell's pid.
-	status, err, out := run(t, context.Background(), Options{Program: "sh",
+	status, out, err := run(t, context.Background(), Options{Program: "sh",
 		Args:        []string{"-c", `tr '\0' ' ' < /proc/$$/cmdline; echo; echo $$; cut -d' ' -f5 /proc/$$/stat`},
 		SysProcAttr: &syscall.SysProcAttr{Setpgid: true}})
 	lines := strings.Split(out, "\n")

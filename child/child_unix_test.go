@@ -17,8 +17,8 @@ import (
 	"github.com/tessel/tessel-proxy/internal/syncbuf"
 )
 
-// run starts o with output collected, and returns the status, the error and stdout.
-func run(t *testing.T, ctx context.Context, o Options) (int, error, string) {
+// run starts o with output collected, and returns the status, stdout and the error.
+func run(t *testing.T, ctx context.Context, o Options) (int, string, error) {
 	t.Helper()
 	var out syncbuf.Buffer
 	o.Stdin, o.Stdout = strings.NewReader(""), &out
@@ -29,7 +29,7 @@ func run(t *testing.T, ctx context.Context, o Options) (int, error, string) {
 		o.Env = []string{"PATH=" + os.Getenv("PATH")}
 	}
 	status, err := Run(ctx, o)
-	return status, err, out.String()
+	return status, out.String(), err
 }
 
 func TestRunExitStatus(t *testing.T) {
@@ -58,7 +58,7 @@ func TestRunExitStatus(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			status, err, out := run(t, context.Background(), Options{Program: tc.program, Args: tc.args})
+			status, out, err := run(t, context.Background(), Options{Program: tc.program, Args: tc.args})
 			if status != tc.want {
 				t.Errorf("status %d, want %d (err %v)", status, tc.want, err)
 			}
@@ -78,7 +78,7 @@ func TestRunExitStatus(t *testing.T) {
 func TestRunOptions(t *testing.T) {
 	t.Run("Env is the whole environment", func(t *testing.T) {
 		t.Setenv("TESSEL_PROXY_TEST_PROCESS_ONLY", "x")
-		_, _, out := run(t, context.Background(), Options{Program: "env", Env: []string{"A=1", "B=two words"}})
+		_, out, _ := run(t, context.Background(), Options{Program: "env", Env: []string{"A=1", "B=two words"}})
 		if out != "A=1\nB=two words\n" {
 			t.Errorf("env printed %q, want exactly the given variables", out)
 		}
@@ -95,7 +95,7 @@ func TestRunOptions(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, _, out := run(t, context.Background(), Options{Program: "sh", Args: []string{"-c", "pwd -P"}, Dir: dir})
+		_, out, _ := run(t, context.Background(), Options{Program: "sh", Args: []string{"-c", "pwd -P"}, Dir: dir})
 		if out != dir+"\n" {
 			t.Errorf("pwd %q, want %q", out, dir)
 		}
@@ -106,7 +106,7 @@ func TestRunOptions(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer r.Close()
-		status, err, _ := run(t, context.Background(), Options{Program: "sh", Args: []string{"-c", "echo via-fd-3 >&3"},
+		status, _, err := run(t, context.Background(), Options{Program: "sh", Args: []string{"-c", "echo via-fd-3 >&3"},
 			ExtraFiles: []*os.File{w}})
 		w.Close()
 		got, _ := io.ReadAll(r)
@@ -116,7 +116,7 @@ func TestRunOptions(t *testing.T) {
 	})
 	t.Run("Started gets the program's pid", func(t *testing.T) {
 		var pid int
-		status, err, out := run(t, context.Background(), Options{Program: "sh", Args: []string{"-c", "echo $$"},
+		status, out, err := run(t, context.Background(), Options{Program: "sh", Args: []string{"-c", "echo $$"},
 			Started: func(p int) error { pid = p; return nil }})
 		if status != 0 || err != nil || out != strconv.Itoa(pid)+"\n" {
 			t.Errorf("status %d, err %v: the program says its pid is %q, Started got %d", status, err, out, pid)
@@ -125,7 +125,7 @@ func TestRunOptions(t *testing.T) {
 	t.Run("Started failing kills the program", func(t *testing.T) {
 		hookErr := errors.New("set-up failed")
 		var pid int
-		status, err, _ := run(t, context.Background(), Options{Program: "sleep", Args: []string{"60"},
+		status, _, err := run(t, context.Background(), Options{Program: "sleep", Args: []string{"60"},
 			Started: func(p int) error { pid = p; return hookErr }})
 		if status != ExitFailed || !errors.Is(err, hookErr) {
 			t.Errorf("status %d, err %v; want %d and the hook's error", status, err, ExitFailed)
@@ -136,7 +136,7 @@ func TestRunOptions(t *testing.T) {
 	})
 	t.Run("a done context kills the program", func(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
-		status, err, _ := run(t, ctx, Options{Program: "sleep", Args: []string{"60"},
+		status, _, err := run(t, ctx, Options{Program: "sleep", Args: []string{"60"},
 			Started: func(int) error { cancel(); return nil }})
 		if status != 128+int(syscall.SIGKILL) || !errors.Is(err, context.Canceled) {
 			t.Errorf("status %d, err %v; want %d and context.Canceled", status, err, 128+int(syscall.SIGKILL))

@@ -119,7 +119,7 @@ func runRun(ctx context.Context, o *RunOptions) error {
 	}
 	defer front.Close()
 
-	environ := []string{}
+	var environ []string
 	if o.IO.Environ != nil {
 		environ = o.IO.Environ()
 	}

@@ -1,3 +1,5 @@
+//go:build linux
+
 package e2e
 
 import (
@@ -454,7 +456,8 @@ func TestLinkDownUnderLiveTunnel(t *testing.T) {
 	// A /24 of its own in 198.18.0.0/15, away from the fixed ones other tests use.
 	subnet := 64 + rand.IntN(160)
 	hostAddr, devAddr := fmt.Sprintf("198.18.%d.1", subnet), fmt.Sprintf("198.18.%d.2", subnet)
-	suffix := fmt.Sprintf("%d%03d", os.Getpid()%10000, rand.IntN(1000))
+	// Named after this process (see ownerAlive), with a prefix of this test's own.
+	suffix := fmt.Sprintf("%d", (os.Getpid()+3)%100000)
 	devNS, veth := "tpx-ld-"+suffix, "tpxl"+suffix
 	makeNamespace(t, devNS, veth, hostAddr, devAddr)
 
@@ -539,7 +542,7 @@ func TestLinkDownDuringUploadRunExits(t *testing.T) {
 	}()
 	subnet := 64 + rand.IntN(160)
 	hostAddr, devAddr := fmt.Sprintf("198.18.%d.1", subnet), fmt.Sprintf("198.18.%d.2", subnet)
-	suffix := fmt.Sprintf("%d%03d", os.Getpid()%10000, rand.IntN(1000))
+	suffix := fmt.Sprintf("%d", (os.Getpid()+3)%100000)
 	devNS, veth := "tpx-lu-"+suffix, "tpxu"+suffix
 	makeNamespace(t, devNS, veth, hostAddr, devAddr)
 	srv := startDevServer(t, "--listen", hostAddr+":0", "--allow", "127.0.0.0/8", "--shutdown-timeout", "3s")

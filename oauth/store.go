@@ -307,3 +307,14 @@ func isUnavailable(err error) bool {
 	var ku *KeyringUnavailableError
 	return errors.As(err, &ku)
 }
+
+// withRefreshLock runs fn holding the lock that serialises refreshes of stored credentials,
+// across processes: a file lock beside the credentials file (File.Path), which is in the
+// config directory whether the credentials are in the keyring or in the file. Without a
+// File.Path, fn runs unlocked.
+func (s Stores) withRefreshLock(fn func() error) error {
+	if s.File.Path == "" {
+		return fn()
+	}
+	return atomicfile.WithLock(s.File.Path+".refresh", fn)
+}

@@ -52,7 +52,7 @@ func Resolve(ctx context.Context, stores Stores, profile, envToken, envSource st
 		return nil, err
 	}
 	if refresh && needsRefresh(creds, time.Now()) {
-		creds, err = refreshStored(ctx, stores, profile, source, creds)
+		creds, err = refreshStored(ctx, stores, profile, source, creds, "")
 		if err != nil {
 			return nil, err
 		}
@@ -65,27 +65,41 @@ func needsRefresh(c *Credentials, now time.Time) bool {
 	return !c.Expiry.IsZero() && c.Expiry.Before(now.Add(refreshMargin))
 }
 
-func refreshStored(ctx context.Context, stores Stores, profile, source string, c *Credentials) (*Credentials, error) {
+// refreshStored refreshes the credentials of profile and saves the result where they came
+// from. The refresh is serialised with every other one of this login, in this process and
+// others (see Stores.withRefreshLock): with an issuer that rotates refresh tokens, two
+// refreshes with the same one would make the second fail and may revoke the whole grant.
+// After taking the lock it loads the credentials again: another process may have refreshed
+// them while this one waited, and then what it stored is used.
+func refreshStored(ctx context.Context, stores Stores, profile, source string, c *Credentials, refused string) (*Credentials, error) {
 	relogin := fmt.Sprintf("run `%s` again", LoginCommand(profile))
-	if c.RefreshToken == "" || c.Issuer == "" || c.ClientID == "" {
-		if c.Expiry.Before(time.Now()) {
-			return nil, fmt.Errorf("the stored token expired at %s and cannot be refreshed: %s", c.Expiry.Local().Format(time.RFC1123), relogin)
+	var out *Credentials
+	err := stores.withRefreshLock(func() error {
+		if again, againSource, err := stores.Load(profile); err == nil {
+			c, source = again, againSource
 		}
-		return c, nil
-	}
-	fresh, err := Refresh(ctx, c)
-	if err != nil {
-		// Another process may have refreshed first and rotated the refresh token we hold;
-		// what it stored is then good.
-		if again, _, lerr := stores.Load(profile); lerr == nil && again.RefreshToken != c.RefreshToken && !needsRefresh(again, time.Now()) {
-			return again, nil
+		if !needsRenewal(c, refused, time.Now()) {
+			out = c
+			return nil
 		}
-		return nil, fmt.Errorf("refresh the stored token: %w; %s", err, relogin)
-	}
-	if err := stores.Save(profile, source, fresh); err != nil {
-		return nil, fmt.Errorf("save the refreshed token: %w", err)
-	}
-	return fresh, nil
+		if c.RefreshToken == "" || c.Issuer == "" || c.ClientID == "" {
+			if c.Expiry.Before(time.Now()) || (refused != "" && c.AccessToken == refused) {
+				return fmt.Errorf("the stored token expired at %s and cannot be refreshed: %s", c.Expiry.Local().Format(time.RFC1123), relogin)
+			}
+			out = c
+			return nil
+		}
+		fresh, err := Refresh(ctx, c)
+		if err != nil {
+			return fmt.Errorf("refresh the stored token: %w; %s", err, relogin)
+		}
+		if err := stores.Save(profile, source, fresh); err != nil {
+			return fmt.Errorf("save the refreshed token: %w", err)
+		}
+		out = fresh
+		return nil
+	})
+	return out, err
 }
 
 // Refresh exchanges c's refresh token for a new access token at c's issuer. The result keeps
@@ -168,3 +182,29 @@ func LoginCommand(profile string) string {
 
 // DefaultProfile is the profile used without --profile.
 const DefaultProfile = "default"
+
+// Renew is Resolve for a client that holds a token for a long time (run's tunnels): refused
+// is the token the proxy just refused, or "". The stored credentials of profile are returned,
+// refreshed first when they expire within a minute or when they still hold the refused token
+// (revoked, or the issuer's clock is ahead of this machine's). Stored credentials that are no
+// longer the refused token were renewed meanwhile, by this process or another, and are
+// returned as they are.
+func Renew(ctx context.Context, stores Stores, profile, refused string) (*ActiveToken, error) {
+	creds, source, err := stores.Load(profile)
+	if err != nil {
+		return nil, err
+	}
+	if needsRenewal(creds, refused, time.Now()) {
+		creds, err = refreshStored(ctx, stores, profile, source, creds, refused)
+		if err != nil {
+			return nil, err
+		}
+	}
+	return &ActiveToken{Token: creds.AccessToken, Source: source, Credentials: creds}, nil
+}
+
+// needsRenewal reports whether c must be refreshed before use: it expires within a minute of
+// now, or it holds the token the proxy refused.
+func needsRenewal(c *Credentials, refused string, now time.Time) bool {
+	return needsRefresh(c, now) || (refused != "" && c.AccessToken == refused)
+}

@@ -103,7 +103,15 @@ func runRun(ctx context.Context, o *RunOptions) error {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(o.IO.Err, &slog.HandlerOptions{Level: level}))
-	dialer := proxyclient.NewDialer(withToken(cfg, token), log)
+	var opts []proxyclient.Option
+	tokens, err := renewingTokens(o.IO, source)
+	if err != nil {
+		return fail("%w", err)
+	}
+	if tokens != nil {
+		opts = append(opts, proxyclient.WithTokenSource(tokens))
+	}
+	dialer := proxyclient.NewDialer(withToken(cfg, token), log, opts...)
 	defer dialer.Close()
 
 	cctx, cancel := context.WithTimeout(ctx, connectTimeout)

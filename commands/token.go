@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 
 	"github.com/tessel/tessel-proxy/oauth"
+	"github.com/tessel/tessel-proxy/proxyclient"
 	"github.com/tessel/tessel-proxy/proxyconfig"
 )
 
@@ -58,4 +59,26 @@ func profileFromEnv(io IO) string {
 func withToken(cfg proxyconfig.Config, token string) proxyconfig.Config {
 	cfg.Token = token
 	return cfg
+}
+
+// renewingTokens is the token source of a long-lived Dialer (run's) whose token came from
+// resolveToken's source: for a stored login, the stored access token, refreshed (once for
+// all processes at a time) when it is about to expire or the proxy has refused it, so that a
+// run outlives its access tokens; for a token from a variable, nil: it cannot be renewed.
+func renewingTokens(io IO, source string) (proxyclient.TokenSource, error) {
+	if source != oauth.SourceKeyring && source != oauth.SourceFile {
+		return nil, nil
+	}
+	stores, err := loginStores(io)
+	if err != nil {
+		return nil, err
+	}
+	profile := profileFromEnv(io)
+	return func(ctx context.Context, refused string) (string, error) {
+		active, err := oauth.Renew(ctx, stores, profile, refused)
+		if err != nil {
+			return "", err
+		}
+		return active.Token, nil
+	}, nil
 }

@@ -7,6 +7,7 @@ package proxyclient
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -59,6 +60,7 @@ func forcedDirect(ctx context.Context) bool {
 type Dialer struct {
 	cfg    proxyconfig.Config
 	token  string
+	tokens TokenSource // when nil, every tunnel authenticates with token
 	log    *slog.Logger
 	direct net.Dialer
 	tlsCfg *tls.Config // for TLS connections this machine makes itself
@@ -67,6 +69,20 @@ type Dialer struct {
 
 // Option adjusts a Dialer.
 type Option func(*Dialer)
+
+// TokenSource gives the token that authenticates a new tunnel. A Dialer with one calls it
+// each time it opens a tunnel, so that a long-lived Dialer uses renewed tokens: an OAuth
+// access token expires, and the proxy closes a tunnel when its token does. refused is ""
+// normally; right after the proxy refused the token the source gave, it is that token, and
+// the source should return a renewed one (a refresh), not the same: the Dialer then tries
+// once more with it before the refusal reaches the caller.
+type TokenSource func(ctx context.Context, refused string) (string, error)
+
+// WithTokenSource makes the Dialer take each tunnel's token from src instead of cfg.Token.
+// Routing treats a Dialer with a source as one with a token.
+func WithTokenSource(src TokenSource) Option {
+	return func(dl *Dialer) { dl.tokens = src }
+}
 
 // WithHandshakeTimeout bounds opening a tunnel (DefaultHandshakeTimeout when not given).
 func WithHandshakeTimeout(d time.Duration) Option {
@@ -86,7 +102,8 @@ func WithTLSConfig(c *tls.Config) Option {
 }
 
 // NewDialer returns a Dialer for cfg that authenticates tunnels with cfg.Token, the one place
-// the token comes from. An empty token makes every connection direct (no token, no proxy).
+// the token comes from, or with the tokens of WithTokenSource. No token and no source makes
+// every connection direct (no token, no proxy).
 // log receives routing decisions and tunnel events at debug level; when nil, they go to
 // stderr if cfg.Debug (_PROXY_DBG) is set and nowhere otherwise.
 func NewDialer(cfg proxyconfig.Config, log *slog.Logger, opts ...Option) *Dialer {
@@ -104,6 +121,23 @@ func NewDialer(cfg proxyconfig.Config, log *slog.Logger, opts ...Option) *Dialer
 		o(d)
 	}
 	return d
+}
+
+func (d *Dialer) hasToken() bool { return d.token != "" || d.tokens != nil }
+
+// tokenFor is the token for a new tunnel: the source's, or the fixed one.
+func (d *Dialer) tokenFor(ctx context.Context, refused string) (string, error) {
+	if d.tokens == nil {
+		return d.token, nil
+	}
+	token, err := d.tokens(ctx, refused)
+	if err != nil {
+		return "", fmt.Errorf("get a token for the tunnel: %w", err)
+	}
+	if token == "" {
+		return "", errors.New("get a token for the tunnel: the token source gave an empty token")
+	}
+	return token, nil
 }
 
 // ProxyAddr is the proxy server's host:port.
@@ -125,7 +159,7 @@ func (d *Dialer) RouteTLS(host string) Decision {
 func (d *Dialer) decide(ctx context.Context, host string, viaTLS bool) Decision {
 	host, _ = hostport.Unbracket(host)
 	switch {
-	case d.token == "":
+	case !d.hasToken():
 		return Decision{Direct: true, Reason: ReasonNoToken}
 	case forcedDirect(ctx):
 		return Decision{Direct: true, Reason: ReasonForced}
@@ -206,7 +240,7 @@ func (d *Dialer) DialTLSContext(ctx context.Context, network, addr string) (net.
 // Connect opens the tunnel now instead of on the first proxied dial, so that a wrong token,
 // an unreachable proxy or an untrusted certificate shows up at once.
 func (d *Dialer) Connect(ctx context.Context) error {
-	if d.token == "" {
+	if !d.hasToken() {
 		return fmt.Errorf("no token configured")
 	}
 	t, err := d.tun.get(ctx)

@@ -66,6 +66,13 @@ func newTestServer(t testing.TB, token string) *testServer {
 	return s
 }
 
+// setToken makes the server accept token, and only it, from the next handshake on.
+func (s *testServer) setToken(token string) {
+	s.mu.Lock()
+	s.token = token
+	s.mu.Unlock()
+}
+
 // config is a client configuration that trusts s and routes everything through it.
 func (s *testServer) config() proxyconfig.Config {
 	return proxyconfig.Config{
@@ -147,7 +154,10 @@ func (s *testServer) tunnel(raw net.Conn) {
 		tc.Close()
 		return
 	}
-	if hello.Token != s.token {
+	s.mu.Lock()
+	token := s.token
+	s.mu.Unlock()
+	if hello.Token != token {
 		wire.WriteReply(tc, wire.Reply{Status: wire.StatusAuthFailed, Message: "unknown token"})
 		tc.Close()
 		return

@@ -128,7 +128,7 @@ func (m *manager) open(ctx context.Context, h *handshake) {
 	addr := m.d.ProxyAddr()
 	m.d.log.Debug("tunnel opening", "proxy", addr)
 	start := time.Now()
-	sess, raw, err := m.handshake(ctx, addr)
+	sess, raw, err := m.authenticate(ctx, addr)
 
 	m.mu.Lock()
 	abandoned := m.pending != h
@@ -165,9 +165,32 @@ func (m *manager) open(ctx context.Context, h *handshake) {
 	go m.watch(t)
 }
 
-// handshake dials the proxy, verifies it, authenticates and starts yamux. It returns the
-// session and the TCP connection under it.
-func (m *manager) handshake(ctx context.Context, addr string) (*yamux.Session, net.Conn, error) {
+// authenticate opens a tunnel with a token from the Dialer's token source. When the proxy
+// refuses it and the source gives another (a refresh), it tries once more with that one
+// before the refusal reaches the caller.
+func (m *manager) authenticate(ctx context.Context, addr string) (*yamux.Session, net.Conn, error) {
+	token, err := m.d.tokenFor(ctx, "")
+	if err != nil {
+		return nil, nil, err
+	}
+	sess, raw, err := m.handshake(ctx, addr, token)
+	if !errors.Is(err, wire.ErrAuthFailed) || m.d.tokens == nil {
+		return sess, raw, err
+	}
+	fresh, terr := m.d.tokenFor(ctx, token)
+	if terr != nil {
+		return nil, nil, fmt.Errorf("%w; and renewing the token failed: %v", err, terr)
+	}
+	if fresh == token {
+		return nil, nil, err
+	}
+	m.d.log.Debug("token refused; trying once more with a renewed one", "proxy", addr)
+	return m.handshake(ctx, addr, fresh)
+}
+
+// handshake dials the proxy, verifies it, authenticates with token and starts yamux. It
+// returns the session and the TCP connection under it.
+func (m *manager) handshake(ctx context.Context, addr, token string) (*yamux.Session, net.Conn, error) {
 	cfg := m.d.cfg
 	raw, err := m.d.direct.DialContext(ctx, "tcp", addr)
 	if err != nil {
@@ -188,7 +211,7 @@ func (m *manager) handshake(ctx context.Context, addr string) (*yamux.Session, n
 		tc.SetDeadline(dl)
 	}
 	stop := context.AfterFunc(ctx, func() { tc.SetDeadline(time.Now()) })
-	err = wire.WriteHello(tc, wire.Hello{Version: wire.Version, Token: m.d.token})
+	err = wire.WriteHello(tc, wire.Hello{Version: wire.Version, Token: token})
 	var reply wire.Reply
 	if err == nil {
 		reply, err = wire.ReadReply(tc)

@@ -99,7 +99,7 @@ func BenchmarkThroughput(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			n, err := copyBuffered(io.Discard, c)
+			n, err := relay.Copy(io.Discard, c, nil)
 			c.Close()
 			if err != nil || n != size {
 				b.Fatalf("%s: read %d bytes, %v", name, n, err)

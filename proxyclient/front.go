@@ -19,6 +19,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/tessel/tessel-proxy/internal/relay"
 )
 
 // handshakeIdle bounds how long a client of the front may take over a SOCKS negotiation or
@@ -185,7 +187,7 @@ type trackedConn struct {
 func (t *trackedConn) Close() error { return t.f.untrack(t.Conn) }
 
 func (t *trackedConn) CloseWrite() error {
-	if cw, ok := t.Conn.(closeWriter); ok {
+	if cw, ok := t.Conn.(interface{ CloseWrite() error }); ok {
 		return cw.CloseWrite()
 	}
 	return nil
@@ -265,32 +267,15 @@ func (f *Front) relay(client net.Conn, br *bufio.Reader, target net.Conn) {
 		}
 		br.Discard(n)
 	}
-	var mu sync.Mutex
-	answered := false // the target's side ended cleanly and the client has its FIN
-	done := make(chan struct{})
-	f.w.Go(func() {
-		defer close(done)
-		err := copyHalf(client, target)
-		mu.Lock()
-		defer mu.Unlock()
-		if err != nil {
-			abort(client)
-			target.Close()
-			return
-		}
-		answered = true
-	})
-	if err := copyHalf(target, client); err != nil {
-		target.Close()
-		mu.Lock()
-		if answered {
-			client.Close() // a reset could drop the end of a complete answer
-		} else {
-			abort(client)
-		}
-		mu.Unlock()
+	// The relay gets the bare connection, so that two TCP connections splice; the
+	// deferred Close above forgets the tracked one.
+	if t, ok := target.(*trackedConn); ok {
+		target = t.Conn
 	}
-	<-done
+	relay.Pipe(
+		relay.Side{Conn: client, Abort: func() { relay.Reset(client) }},
+		relay.Side{Conn: target},
+		relay.Options{Go: f.w.Go})
 }
 
 // ---- SOCKS5 ----

@@ -197,13 +197,13 @@ func (f *Front) httpForward(c net.Conn, br *bufio.Reader, bw *bufio.Writer, req 
 	}
 	if req.ContentLength < 0 {
 		cw := httputil.NewChunkedWriter(target)
-		_, err = copyBuffered(cw, req.Body)
+		_, err = relay.Copy(cw, req.Body, nil)
 		if err == nil {
 			cw.Close()
 			_, err = io.WriteString(target, "\r\n")
 		}
 	} else {
-		_, err = copyBuffered(target, req.Body)
+		_, err = relay.Copy(target, req.Body, nil)
 	}
 	if err != nil {
 		httpError(bw, http.StatusBadGateway, "sending the request body: "+err.Error())
@@ -283,7 +283,7 @@ func (f *Front) httpForward(c net.Conn, br *bufio.Reader, bw *bufio.Writer, req 
 		// connection has no other end marker).
 		f.log.Debug("front: response body from target failed", "addr", addr, "err", err)
 		bw.Flush()
-		abort(c)
+		relay.Reset(c)
 		return false
 	}
 	if chunked {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/yamux"
+	"github.com/tessel/tessel-proxy/internal/relay"
 	"github.com/tessel/tessel-proxy/internal/testcert"
 	"github.com/tessel/tessel-proxy/proxyconfig"
 	"github.com/tessel/tessel-proxy/wire"
@@ -225,13 +226,13 @@ func (s *testServer) stream(st *yamux.Stream) {
 	}
 	done := make(chan struct{})
 	go func() {
-		copyBuffered(target, st)
+		relay.Copy(target, st, nil)
 		if cw, ok := target.(interface{ CloseWrite() error }); ok {
 			cw.CloseWrite()
 		}
 		close(done)
 	}()
-	copyBuffered(st, target)
+	relay.Copy(st, target, nil)
 	st.Close() // FIN
 	select {
 	case <-done:

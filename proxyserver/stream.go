@@ -7,9 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/hashicorp/yamux"
@@ -166,7 +164,8 @@ func (s *Server) dialTarget(req wire.StreamRequest) (net.Conn, wire.Status, erro
 		ap := netip.AddrPortFrom(addr.Unmap(), req.Port).String()
 		conn, derr := s.dialOne(ctx, ap, len(allowed)-i)
 		if derr != nil {
-			status, err = dialStatus(ctx, derr), fmt.Errorf("connect to %s: %w", ap, unwrapOpError(derr))
+			status, _ = wire.StatusOf(ctx, derr) // unknown: unreachable
+			err = fmt.Errorf("connect to %s: %w", ap, unwrapOpError(derr))
 			if ctx.Err() != nil {
 				break
 			}
@@ -248,26 +247,6 @@ func (s *Server) resolve(ctx context.Context, host string) ([]netip.Addr, wire.S
 		addrs[i] = addrs[i].Unmap()
 	}
 	return addrs, wire.StatusOK, nil
-}
-
-// dialStatus maps a dial error to the status a client can act on.
-func dialStatus(ctx context.Context, err error) wire.Status {
-	var ne net.Error
-	switch {
-	case errors.Is(err, syscall.ECONNREFUSED):
-		return wire.StatusRefused
-	case errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH),
-		errors.Is(err, syscall.ENETDOWN), errors.Is(err, syscall.EHOSTDOWN),
-		errors.Is(err, syscall.EADDRNOTAVAIL):
-		return wire.StatusUnreachable
-	case errors.Is(err, syscall.ETIMEDOUT), errors.Is(err, context.DeadlineExceeded),
-		errors.Is(err, os.ErrDeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
-		return wire.StatusTimeout
-	case ctx.Err() != nil:
-		// The server is shutting down.
-		return wire.StatusInternal
-	}
-	return wire.StatusUnreachable
 }
 
 // unwrapOpError drops net.OpError's "dial tcp a->b:" prefix, which repeats what the

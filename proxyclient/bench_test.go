@@ -74,7 +74,7 @@ type benchDial func(ctx context.Context, early []byte) (net.Conn, error)
 func BenchmarkThroughput(b *testing.B) {
 	const size = 64 << 20
 	target := newBenchTarget(b, size)
-	srv := newTestServer(b, testToken)
+	srv := newTestServer(b, testToken, quietLogs)
 	d := newTestDialer(b, srv.config(), testToken)
 	var direct net.Dialer
 	dials := map[string]benchDial{
@@ -117,7 +117,7 @@ func BenchmarkThroughput(b *testing.B) {
 // and closes, directly and through the (already open) tunnel.
 func BenchmarkNewConnection(b *testing.B) {
 	target := newBenchTarget(b, 0)
-	srv := newTestServer(b, testToken)
+	srv := newTestServer(b, testToken, quietLogs)
 	d := newTestDialer(b, srv.config(), testToken)
 	var direct net.Dialer
 	addr := target.ln.Addr().String()

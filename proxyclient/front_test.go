@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/tessel/tessel-proxy/proxyconfig"
+	"github.com/tessel/tessel-proxy/proxyserver"
 	"github.com/tessel/tessel-proxy/wire"
 )
 
@@ -76,8 +77,8 @@ type frontFixture struct {
 	front *Front
 }
 
-func newFrontFixture(t *testing.T, local string) *frontFixture {
-	srv := newTestServer(t, testToken)
+func newFrontFixture(t *testing.T, local string, configure ...func(*proxyserver.Config)) *frontFixture {
+	srv := newTestServer(t, testToken, configure...)
 	cfg := srv.config()
 	if local != "" {
 		l, err := proxyconfig.ParseLocal(local)
@@ -103,8 +104,8 @@ func TestFrontSOCKS5(t *testing.T) {
 	if code != 0 || out != "got /via-socks" {
 		t.Fatalf("curl through SOCKS5: exit %d, %q, stderr %s", code, out, stderr)
 	}
-	if fx.srv.streams.Load() != 1 {
-		t.Fatalf("proxy saw %d streams, want 1", fx.srv.streams.Load())
+	if fx.srv.streams() != 1 {
+		t.Fatalf("proxy saw %d streams, want 1", fx.srv.streams())
 	}
 	// --socks5-hostname sends the name unresolved (ATYP domain).
 	u, _ := url.Parse(web.URL)
@@ -114,9 +115,7 @@ func TestFrontSOCKS5(t *testing.T) {
 	if code != 0 || out != "got /named" {
 		t.Fatalf("curl --socks5-hostname: exit %d, %q, stderr %s", code, out, stderr)
 	}
-	fx.srv.mu.Lock()
-	host := fx.srv.lastReq.Host
-	fx.srv.mu.Unlock()
+	host := fx.srv.lastRequest().Host
 	if host != "localhost" {
 		t.Fatalf("proxy was asked for %q, want the name localhost unresolved", host)
 	}
@@ -164,8 +163,8 @@ func TestFrontKeepsClientConnection(t *testing.T) {
 	if n := strings.Count(stderr, "Connected to"); n != 1 {
 		t.Fatalf("curl connected to the front %d times for two requests, want 1 (keep-alive):\n%s", n, stderr)
 	}
-	if fx.srv.streams.Load() != 2 {
-		t.Fatalf("proxy saw %d streams, want one per request", fx.srv.streams.Load())
+	if fx.srv.streams() != 2 {
+		t.Fatalf("proxy saw %d streams, want one per request", fx.srv.streams())
 	}
 }
 
@@ -185,9 +184,7 @@ func TestFrontHTTPConnect(t *testing.T) {
 	if code != 0 || out != "got /tunneled" {
 		t.Fatalf("curl -p (CONNECT for http): exit %d, %q, stderr %s", code, out, stderr)
 	}
-	fx.srv.mu.Lock()
-	kind := fx.srv.lastReq.Kind
-	fx.srv.mu.Unlock()
+	kind := fx.srv.lastRequest().Kind
 	if kind != wire.KindNet {
 		t.Fatalf("CONNECT used stream kind %v; a program's own TLS must ride kind net, end to end", kind)
 	}
@@ -222,7 +219,7 @@ func TestFrontRefusesWrongCredentials(t *testing.T) {
 			}
 		})
 	}
-	if n := fx.srv.streams.Load(); n != 0 {
+	if n := fx.srv.streams(); n != 0 {
 		t.Fatalf("proxy saw %d streams from unauthenticated clients", n)
 	}
 }
@@ -249,10 +246,7 @@ func TestFrontBasicAuthScheme(t *testing.T) {
 
 func TestFrontReportsRefusals(t *testing.T) {
 	web := webTarget(t)
-	fx := newFrontFixture(t, "none")
-	fx.srv.mu.Lock()
-	fx.srv.refuse = func(wire.StreamRequest) wire.Status { return wire.StatusDenied }
-	fx.srv.mu.Unlock()
+	fx := newFrontFixture(t, "none", denyLoopback) // the server's policy refuses the target
 
 	out, _, _ := curl(t, "-x", fx.front.URL("http"), "-w", "\n%{http_code}", web.URL)
 	if !strings.HasSuffix(out, "\n502") || !strings.Contains(out, wire.ErrDenied.Error()) {
@@ -275,7 +269,7 @@ func TestFrontRoutesLocalDirect(t *testing.T) {
 	if code != 0 || out != "got /local" {
 		t.Fatalf("exit %d, %q, %s", code, out, stderr)
 	}
-	if n := fx.srv.streams.Load(); n != 0 {
+	if n := fx.srv.streams(); n != 0 {
 		t.Fatalf("PROXY_LOCAL host went through the tunnel (%d streams)", n)
 	}
 }
@@ -381,9 +375,7 @@ func TestFrontIPv6Targets(t *testing.T) {
 		if code != 0 || out != want {
 			t.Fatalf("curl %v: exit %d, %q, stderr %s", args, code, out, stderr)
 		}
-		fx.srv.mu.Lock()
-		host := fx.srv.lastReq.Host
-		fx.srv.mu.Unlock()
+		host := fx.srv.lastRequest().Host
 		if host != "::1" {
 			t.Fatalf("curl %v: proxy asked for host %q, want ::1 without brackets", args, host)
 		}
@@ -511,7 +503,7 @@ func TestFrontRefusesItself(t *testing.T) {
 	if len(got) < 6 || got[5] != socksNotAllowed {
 		t.Errorf("SOCKS CONNECT to the front itself answered % x, want reply code %d (not allowed)", got, socksNotAllowed)
 	}
-	if n := fx.srv.streams.Load(); n != 0 {
+	if n := fx.srv.streams(); n != 0 {
 		t.Errorf("the proxy saw %d streams", n)
 	}
 }
@@ -519,13 +511,9 @@ func TestFrontRefusesItself(t *testing.T) {
 func TestFrontHTTPForwardEmptyPortMeans80(t *testing.T) {
 	fx := newFrontFixture(t, "none")
 	auth := basic(fx.front.Username(), fx.front.Password())
-	fx.srv.mu.Lock()
-	fx.srv.refuse = func(wire.StreamRequest) wire.Status { return wire.StatusRefused }
-	fx.srv.mu.Unlock()
+	// example.test does not resolve: the server refuses the stream after reading it.
 	rawExchange(t, fx, "GET http://example.test:/ HTTP/1.1\r\nHost: example.test:\r\nProxy-Authorization: Basic "+auth+"\r\n\r\n")
-	fx.srv.mu.Lock()
-	req := fx.srv.lastReq
-	fx.srv.mu.Unlock()
+	req := fx.srv.lastRequest()
 	if req.Host != "example.test" || req.Port != 80 {
 		t.Fatalf("http://example.test:/ asked the proxy for %s port %d, want example.test port 80", req.Host, req.Port)
 	}

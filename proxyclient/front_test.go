@@ -3,6 +3,7 @@ package proxyclient
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -570,5 +572,69 @@ func TestFrontChunkedWinsOverContentLength(t *testing.T) {
 		basic(fx.front.Username(), fx.front.Password())+"\r\n\r\n6\r\nabcdef\r\n0\r\n\r\n")
 	if !strings.HasPrefix(got, "HTTP/1.1 200") || !strings.HasSuffix(got, "posted abcdef") {
 		t.Fatalf("answer %q, want 200 and the whole chunked body posted", got)
+	}
+}
+
+// TestDialFailureCodes: both fronts report a failed dial the same way whether the proxy
+// refused the stream or a direct dial failed, through one wire status per failure.
+func TestDialFailureCodes(t *testing.T) {
+	f := &Front{ctx: context.Background()}
+	syscallErr := func(errno syscall.Errno) error {
+		return &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", errno)}
+	}
+	refusal := func(s wire.Status) error {
+		return fmt.Errorf("dial x through the proxy: %w", &wire.Error{Status: s, Message: "why"})
+	}
+	cases := []struct {
+		name  string
+		err   error
+		socks byte
+		http  int
+	}{
+		{"proxy: denied", refusal(wire.StatusDenied), socksNotAllowed, 502},
+		{"proxy: refused", refusal(wire.StatusRefused), socksRefused, 502},
+		{"proxy: unreachable", refusal(wire.StatusUnreachable), socksHostUnreach, 502},
+		{"proxy: no such host", refusal(wire.StatusDNSFailure), socksHostUnreach, 502},
+		{"proxy: timeout", refusal(wire.StatusTimeout), socksTTLExpired, 504},
+		{"proxy: limit", refusal(wire.StatusLimit), socksGeneralFailure, 502},
+		{"direct: refused", syscallErr(syscall.ECONNREFUSED), socksRefused, 502},
+		{"direct: network unreachable", syscallErr(syscall.ENETUNREACH), socksNetUnreachable, 502},
+		{"direct: host unreachable", syscallErr(syscall.EHOSTUNREACH), socksHostUnreach, 502},
+		{"direct: no such host", &net.OpError{Op: "dial", Err: &net.DNSError{Err: "no such host", IsNotFound: true}}, socksHostUnreach, 502},
+		{"direct: timeout", syscallErr(syscall.ETIMEDOUT), socksTTLExpired, 504},
+		{"the front itself", fmt.Errorf("dial x: %w", errLoop), socksNotAllowed, 508},
+		{"tunnel lost", fmt.Errorf("%w: EOF", ErrTunnelLost), socksGeneralFailure, 502},
+		{"proxy unreachable", fmt.Errorf("%w 127.0.0.1:1: connection refused", ErrProxyUnreachable), socksGeneralFailure, 502},
+	}
+	for _, tc := range cases {
+		status := f.dialStatus(tc.err)
+		if got := socksCode(tc.err, status); got != tc.socks {
+			t.Errorf("%s: SOCKS reply code %d, want %d", tc.name, got, tc.socks)
+		}
+		if got := httpDialCode(tc.err, status); got != tc.http {
+			t.Errorf("%s: HTTP status %d, want %d", tc.name, got, tc.http)
+		}
+	}
+}
+
+func TestFrontReportsRefusedTargetsAlikeDirectAndThroughTheProxy(t *testing.T) {
+	closed := func() string {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		return "http://" + ln.Addr().String() + "/"
+	}()
+	for _, local := range []string{"none", "127.0.0.0/8"} {
+		fx := newFrontFixture(t, local)
+		out, _, _ := curl(t, "-x", fx.front.URL("http"), "-w", "\n%{http_code}", closed)
+		if !strings.HasSuffix(out, "\n502") || !strings.Contains(out, "refused") {
+			t.Errorf("PROXY_LOCAL=%s: HTTP front on a closed port: %q, want 502 saying refused", local, out)
+		}
+		_, stderr, code := curl(t, "-x", fx.front.URL("socks5h"), closed)
+		if code == 0 || !strings.Contains(stderr, "(5)") {
+			t.Errorf("PROXY_LOCAL=%s: SOCKS front on a closed port: exit %d, %s; want reply code 5 (refused)", local, code, stderr)
+		}
 	}
 }

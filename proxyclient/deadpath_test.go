@@ -29,10 +29,10 @@ func TestDeadTunnelWithFullSendBufferIsReleased(t *testing.T) {
 	mux.ConnectionWriteTimeout = 200 * time.Millisecond
 	d := newTestDialer(t, srv.config(), testToken, WithMuxConfig(mux))
 
-	srv.freezeNext.Store(true)
 	if err := d.Connect(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+	srv.freezeTunnels()
 	d.tun.mu.Lock()
 	tun := d.tun.cur
 	d.tun.mu.Unlock()

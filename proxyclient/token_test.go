@@ -42,10 +42,11 @@ func TestTokenSourceAskedPerTunnelAndRenewedOnRefusal(t *testing.T) {
 	if got := echoThrough(t, d, target.addr()); got != "echo:hello" {
 		t.Fatalf("first tunnel: got %q", got)
 	}
-	// The proxy closes the tunnel (its token expired) and accepts only a renewed token now.
-	srv.setToken("token-2")
-	srv.killTunnels()
-	eventually(t, "the client to forget the closed tunnel", func() bool {
+	// The proxy is replaced by one that accepts only a renewed token, and the old one sends
+	// GoAway, as one whose token expired does.
+	srv.token = "token-2"
+	srv.goAway()
+	eventually(t, "the client to forget the old tunnel", func() bool {
 		d.tun.mu.Lock()
 		defer d.tun.mu.Unlock()
 		return d.tun.cur == nil
@@ -57,7 +58,7 @@ func TestTokenSourceAskedPerTunnelAndRenewedOnRefusal(t *testing.T) {
 	if len(calls) != 3 || calls[0] != "" || calls[1] != "" || calls[2] != "token-1" {
 		t.Fatalf("token source calls (refused argument) %q, want one per tunnel and one renewal of token-1", calls)
 	}
-	if got := srv.handshakes.Load(); got != 2 {
+	if got := srv.handshakes(); got != 2 {
 		t.Errorf("%d handshakes accepted, want 2", got)
 	}
 }

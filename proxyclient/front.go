@@ -276,7 +276,7 @@ func (f *Front) relay(client net.Conn, br *bufio.Reader, target net.Conn) {
 	}
 	relay.Pipe(
 		relay.Side{Conn: client, Abort: func() { relay.Reset(client) }},
-		relay.Side{Conn: target},
+		relay.Side{Conn: target, Abort: func() { relay.Reset(target) }},
 		relay.Options{Go: f.w.Go})
 }
 

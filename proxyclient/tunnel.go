@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/yamux"
@@ -39,7 +41,8 @@ type manager struct {
 type tunnel struct {
 	id       int
 	sess     *yamux.Session
-	raw      net.Conn    // the TCP connection under TLS and the session
+	raw      net.Conn // the TCP connection under TLS and the session
+	resets   *wire.Resetter
 	active   int         // connections handed out and not yet closed
 	idleStop func() bool // non-nil while the idle timer is armed
 	idleGen  int         // which arming is current, so that a stale timer does nothing
@@ -128,26 +131,26 @@ func (m *manager) open(ctx context.Context, h *handshake) {
 	addr := m.d.ProxyAddr()
 	m.d.log.Debug("tunnel opening", "proxy", addr)
 	start := time.Now()
-	sess, raw, err := m.authenticate(ctx, addr)
+	t, err := m.authenticate(ctx, addr)
 
 	m.mu.Lock()
 	abandoned := m.pending != h
 	if !abandoned {
 		m.pending = nil
 	}
-	var unwanted *yamux.Session
+	var unwanted *tunnel
 	switch {
 	case m.closed:
-		unwanted, err = sess, ErrClosed
+		unwanted, err = t, ErrClosed
 	case abandoned && err == nil:
-		unwanted, err = sess, context.Canceled
+		unwanted, err = t, context.Canceled
 	}
 	if err != nil {
 		h.err = err
 		close(h.done)
 		m.mu.Unlock()
 		if unwanted != nil {
-			unwanted.Close()
+			unwanted.close()
 		}
 		m.d.log.Debug("tunnel failed", "proxy", addr, "err", err)
 		return
@@ -155,7 +158,7 @@ func (m *manager) open(ctx context.Context, h *handshake) {
 	m.seq++
 	// Every waiter gets a connection counted on the tunnel (see get); waiters only leave
 	// under m.mu, so the count is exact. Not abandoned means at least one.
-	t := &tunnel{id: m.seq, sess: sess, raw: raw, active: h.waiters}
+	t.id, t.active = m.seq, h.waiters
 	m.cur = t
 	h.t = t
 	close(h.done)
@@ -168,33 +171,33 @@ func (m *manager) open(ctx context.Context, h *handshake) {
 // authenticate opens a tunnel with a token from the Dialer's token source. When the proxy
 // refuses it and the source gives another (a refresh), it tries once more with that one
 // before the refusal reaches the caller.
-func (m *manager) authenticate(ctx context.Context, addr string) (*yamux.Session, net.Conn, error) {
+func (m *manager) authenticate(ctx context.Context, addr string) (*tunnel, error) {
 	token, err := m.d.tokenFor(ctx, "")
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	sess, raw, err := m.handshake(ctx, addr, token)
+	t, err := m.handshake(ctx, addr, token)
 	if !errors.Is(err, wire.ErrAuthFailed) || m.d.tokens == nil {
-		return sess, raw, err
+		return t, err
 	}
 	fresh, terr := m.d.tokenFor(ctx, token)
 	if terr != nil {
-		return nil, nil, fmt.Errorf("%w; and renewing the token failed: %v", err, terr)
+		return nil, fmt.Errorf("%w; and renewing the token failed: %v", err, terr)
 	}
 	if fresh == token {
-		return nil, nil, err
+		return nil, err
 	}
 	m.d.log.Debug("token refused; trying once more with a renewed one", "proxy", addr)
 	return m.handshake(ctx, addr, fresh)
 }
 
 // handshake dials the proxy, verifies it, authenticates with token and starts yamux. It
-// returns the session and the TCP connection under it.
-func (m *manager) handshake(ctx context.Context, addr, token string) (*yamux.Session, net.Conn, error) {
+// returns the tunnel (session, TCP connection and resetter) without id or count.
+func (m *manager) handshake(ctx context.Context, addr, token string) (*tunnel, error) {
 	cfg := m.d.cfg
 	raw, err := m.d.direct.DialContext(ctx, "tcp", addr)
 	if err != nil {
-		return nil, nil, m.handshakeErr(ctx, addr, err)
+		return nil, m.handshakeErr(ctx, addr, err)
 	}
 	tc := tls.Client(raw, &tls.Config{ServerName: cfg.Host, RootCAs: cfg.RootCAs, MinVersion: tls.VersionTLS12})
 	if err := tc.HandshakeContext(ctx); err != nil {
@@ -203,9 +206,9 @@ func (m *manager) handshake(ctx context.Context, addr, token string) (*yamux.Ses
 		var uerr x509.UnknownAuthorityError
 		var herr x509.HostnameError
 		if errors.As(err, &verr) || errors.As(err, &uerr) || errors.As(err, &herr) {
-			return nil, nil, fmt.Errorf("%s: %w: %v", addr, ErrProxyUntrusted, err)
+			return nil, fmt.Errorf("%s: %w: %v", addr, ErrProxyUntrusted, err)
 		}
-		return nil, nil, m.handshakeErr(ctx, addr, fmt.Errorf("TLS handshake: %w", err))
+		return nil, m.handshakeErr(ctx, addr, fmt.Errorf("TLS handshake: %w", err))
 	}
 	if dl, ok := ctx.Deadline(); ok {
 		tc.SetDeadline(dl)
@@ -222,21 +225,22 @@ func (m *manager) handshake(ctx context.Context, addr, token string) (*yamux.Ses
 			err = ctx.Err()
 		}
 		if ctx.Err() != nil {
-			return nil, nil, m.handshakeErr(ctx, addr, err)
+			return nil, m.handshakeErr(ctx, addr, err)
 		}
-		return nil, nil, fmt.Errorf("proxy %s broke off the handshake (is it a tessel-proxy server?): %w: %v", addr, ErrProtocol, err)
+		return nil, fmt.Errorf("proxy %s broke off the handshake (is it a tessel-proxy server?): %w: %v", addr, ErrProtocol, err)
 	}
 	if err := reply.Err(); err != nil {
 		tc.Close()
-		return nil, nil, fmt.Errorf("%s: %w", addr, err)
+		return nil, fmt.Errorf("%s: %w", addr, err)
 	}
 	tc.SetDeadline(time.Time{})
-	sess, err := yamux.Client(muxconn.NewConn(tc), m.muxConfig)
+	resets := wire.NewResetter(muxconn.NewConn(tc))
+	sess, err := yamux.Client(resets, m.muxConfig)
 	if err != nil {
 		tc.Close()
-		return nil, nil, fmt.Errorf("tunnel to %s: %w", addr, err)
+		return nil, fmt.Errorf("tunnel to %s: %w", addr, err)
 	}
-	return sess, raw, nil
+	return &tunnel{sess: sess, raw: raw, resets: resets}, nil
 }
 
 func (m *manager) handshakeErr(ctx context.Context, addr string, err error) error {
@@ -431,7 +435,7 @@ func (m *manager) tryStream(ctx context.Context, target string, buf []byte) (c *
 		if reset {
 			m.retire(t)
 		}
-		err = c.mapErr(err)
+		err = c.mapErr("read", err)
 		c.Close()
 		return nil, reset, err
 	}
@@ -451,6 +455,7 @@ type streamConn struct {
 	remote net.Addr
 	once   sync.Once
 	closed atomic.Bool
+	abort  atomic.Bool // SetLinger(0): Close resets
 }
 
 // tunnelAddr is a target as the program named it (host unresolved).
@@ -465,7 +470,7 @@ func (c *streamConn) Read(p []byte) (int, error) {
 	}
 	n, err := c.Stream.Read(p)
 	if err != nil {
-		err = c.mapErr(err)
+		err = c.mapErr("read", err)
 	}
 	return n, err
 }
@@ -476,16 +481,21 @@ func (c *streamConn) Write(p []byte) (int, error) {
 	}
 	n, err := c.Stream.Write(p)
 	if err != nil {
-		err = c.mapErr(err)
+		err = c.mapErr("write", err)
 	}
 	return n, err
 }
 
 // mapErr turns the end of the tunnel under a stream into ErrTunnelLost: yamux reports it
-// as a plain EOF on read, which would pass a truncated response off as complete.
-func (c *streamConn) mapErr(err error) error {
+// as a plain EOF on read, which would pass a truncated response off as complete. A reset of
+// the stream (the target reset its connection) becomes what a TCP connection reports for a
+// reset: a *net.OpError for which errors.Is(err, syscall.ECONNRESET) holds.
+func (c *streamConn) mapErr(op string, err error) error {
 	if c.closed.Load() {
 		return net.ErrClosed
+	}
+	if errors.Is(err, yamux.ErrConnectionReset) {
+		return &net.OpError{Op: op, Net: "tcp", Source: c.LocalAddr(), Addr: c.remote, Err: os.NewSyscallError(op, syscall.ECONNRESET)}
 	}
 	if errors.Is(err, yamux.ErrSessionShutdown) || (err != nil && c.t.sess.IsClosed()) {
 		return fmt.Errorf("%w: %v", ErrTunnelLost, err)
@@ -493,17 +503,31 @@ func (c *streamConn) mapErr(err error) error {
 	return err
 }
 
+// SetLinger(0) makes Close reset the connection, as it does for a *net.TCPConn: the target's
+// connection is reset (the proxy's side closes with SO_LINGER 0) and it reads ECONNRESET
+// rather than an end of stream. Any other value restores the default, a graceful close.
+func (c *streamConn) SetLinger(sec int) error {
+	c.abort.Store(sec == 0)
+	return nil
+}
+
 // CloseWrite sends FIN: the target sees end of input and can still answer.
 func (c *streamConn) CloseWrite() error { return c.Stream.Close() }
 
-// Close ends the connection in both directions and unblocks pending reads and writes.
-// yamux has no abort, so the proxy sees a FIN; data still in flight towards us is dropped.
+// Close ends the connection in both directions and unblocks pending reads and writes. The
+// proxy sees a FIN, or a reset after SetLinger(0); data still in flight towards us is
+// dropped.
 func (c *streamConn) Close() error {
 	if c.closed.Swap(true) {
 		return nil
 	}
 	c.Stream.SetDeadline(time.Now())
-	err := c.Stream.Close()
+	var err error
+	if c.abort.Load() {
+		c.t.resets.ResetStream(c.Stream)
+	} else {
+		err = c.Stream.Close()
+	}
 	c.once.Do(func() { c.m.release(c.t) })
 	return err
 }

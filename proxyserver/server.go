@@ -247,6 +247,7 @@ type tunnel struct {
 
 	mu       sync.Mutex
 	session  *yamux.Session // nil until authenticated
+	resets   *wire.Resetter // with session: resets one of its streams
 	draining bool
 	closed   bool
 	streams  int                   // streams being handled
@@ -325,14 +326,15 @@ func (t *tunnel) serve() {
 		t.raw.Close()
 		return
 	}
-	sess, err := yamux.Server(muxconn.NewConn(conn), s.cfg.Mux)
+	resets := wire.NewResetter(muxconn.NewConn(conn))
+	sess, err := yamux.Server(resets, s.cfg.Mux)
 	if err != nil {
 		t.log.Error("start yamux session", "err", err)
 		t.raw.Close()
 		return
 	}
 	t.mu.Lock()
-	t.session = sess
+	t.session, t.resets = sess, resets
 	draining, closed := t.draining, t.closed
 	t.mu.Unlock()
 	switch {

@@ -104,7 +104,7 @@ func (t *tunnel) serveStream(stream *yamux.Stream) {
 		return
 	}
 	log.Debug("stream open", "target", target, "kind", req.Kind.String(), "addr", conn.RemoteAddr().String())
-	in, out := pipe(stream, conn, s.m.bytesIn, s.m.bytesOut)
+	in, out := pipe(stream, t.resets, conn, s.m.bytesIn, s.m.bytesOut)
 	log.Debug("stream closed", "target", target, "bytes_in", in, "bytes_out", out,
 		"duration", time.Since(start).Round(time.Millisecond))
 }
@@ -262,13 +262,15 @@ func unwrapOpError(err error) error {
 // pipe relays between the client's stream and the target until both directions have
 // ended, with relay.Pipe's half-close and abort rules, and returns the bytes relayed
 // client->target (in) and target->client (out). An end of input towards the stream is a
-// yamux FIN (its Close); yamux has no reset, so a failure also closes the stream with a FIN
-// and then drains it until the client closes its side (see relay.Side.Drain).
-func pipe(stream *yamux.Stream, target net.Conn, inCounter, outCounter prometheus.Counter) (in, out int64) {
+// yamux FIN (its Close). A failure resets both: the target's TCP connection (SO_LINGER 0),
+// and the stream with a yamux RST (wire.Resetter), so that a reset on either end reaches the
+// other as a reset and never as an end of stream (spec.md, "Resets").
+func pipe(stream *yamux.Stream, resets *wire.Resetter, target net.Conn, inCounter, outCounter prometheus.Counter) (in, out int64) {
 	out, in = relay.Pipe(
-		relay.Side{Conn: stream, CloseWrite: stream.Close, Drain: true,
+		relay.Side{Conn: stream, CloseWrite: stream.Close, Abort: func() { resets.ResetStream(stream) },
 			Count: func(n int) { outCounter.Add(float64(n)) }},
-		relay.Side{Conn: target, Count: func(n int) { inCounter.Add(float64(n)) }},
+		relay.Side{Conn: target, Abort: func() { relay.Reset(target) },
+			Count: func(n int) { inCounter.Add(float64(n)) }},
 		relay.Options{})
 	return in, out
 }

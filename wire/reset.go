@@ -4,6 +4,9 @@ import (
 	"encoding/binary"
 	"net"
 	"sync"
+	"time"
+
+	"github.com/hashicorp/yamux"
 )
 
 // yamux frame layout (yamux spec.md): version, type, flags, stream id, length; a data frame's
@@ -22,24 +25,30 @@ const (
 // one. The session writes from a single goroutine; Reset may be called from any.
 type Resetter struct {
 	net.Conn
-	mu      sync.Mutex
-	header  [yamuxHeaderSize]byte
-	have    int // bytes of the current header written so far
-	body    int // bytes of the current frame's body still to come
-	pending []byte
+
+	mu     sync.Mutex // held by whoever writes to Conn
+	header [yamuxHeaderSize]byte
+	have   int // bytes of the current header written so far
+	body   int // bytes of the current frame's body still to come
+
+	pendingMu sync.Mutex
+	pending   []byte // RST frames not sent yet
 }
 
 // NewResetter wraps c, the connection a yamux session is about to run over.
 func NewResetter(c net.Conn) *Resetter { return &Resetter{Conn: c} }
 
-// Write passes yamux's writes on, and sends the resets asked for meanwhile as soon as a
-// frame is complete.
+// Write passes yamux's writes on. Resets asked for meanwhile go out at the first frame
+// boundary: before p when p starts a frame, else right after the frame p completes.
 func (r *Resetter) Write(p []byte) (int, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if err := r.flushLocked(); err != nil {
+		return 0, err
+	}
 	n, err := r.Conn.Write(p)
 	r.follow(p[:n])
-	if err == nil && r.have == 0 && r.body == 0 && len(r.pending) > 0 {
+	if err == nil {
 		err = r.flushLocked()
 	}
 	return n, err
@@ -66,27 +75,56 @@ func (r *Resetter) follow(p []byte) {
 	}
 }
 
+// flushLocked sends the pending resets when no frame is half-written. Called with r.mu held.
 func (r *Resetter) flushLocked() error {
+	if r.have != 0 || r.body != 0 {
+		return nil
+	}
+	r.pendingMu.Lock()
 	frames := r.pending
 	r.pending = nil
+	r.pendingMu.Unlock()
+	if len(frames) == 0 {
+		return nil
+	}
 	_, err := r.Conn.Write(frames)
 	return err
 }
 
-// Reset sends RST for the stream with id, now when no frame is half-written, else right after
-// the frame that is. Frames the session wrote before Reset was called go first, so data a
-// stream sent before its reset arrives before it. The caller then closes its own end of the
-// stream (the peer discards the FIN of a stream it has reset).
-func (r *Resetter) Reset(id uint32) error {
+// Reset sends RST for the stream with id: at once when no frame is half-written, else right
+// after the frame that is, and in any case before any frame the session writes after Reset
+// returns (the stream's FIN, when the caller then closes it: the peer discards the FIN of a
+// stream it has reset). Frames the session wrote before go first, so that data a stream sent
+// before its reset arrives before it. Reset does not wait for the write: a connection whose
+// path is dead may block writes for as long as TCP retries.
+func (r *Resetter) Reset(id uint32) {
 	var frame [yamuxHeaderSize]byte
 	frame[1] = yamuxTypeWindow
 	binary.BigEndian.PutUint16(frame[2:4], yamuxFlagRST)
 	binary.BigEndian.PutUint32(frame[4:8], id)
-	r.mu.Lock()
-	defer r.mu.Unlock()
+	r.pendingMu.Lock()
 	r.pending = append(r.pending, frame[:]...)
-	if r.have != 0 || r.body != 0 {
-		return nil
+	r.pendingMu.Unlock()
+	go func() {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		_ = r.flushLocked() // a failed write fails the session's next one too
+	}()
+}
+
+// ResetStream ends st with a reset: RST for it (see Reset), then its own Close, then it drops
+// what st has buffered and not been read, which nobody will read now. The stream itself stays
+// in the session until the session's StreamCloseTimeout, as yamux keeps a stream it closed
+// until the peer's FIN, which never comes for a reset stream.
+func (r *Resetter) ResetStream(st *yamux.Stream) {
+	r.Reset(st.StreamID())
+	st.Close()
+	_ = st.SetReadDeadline(time.Now())
+	var scratch [4096]byte
+	for {
+		if _, err := st.Read(scratch[:]); err != nil {
+			break
+		}
 	}
-	return r.flushLocked()
+	st.Shrink()
 }

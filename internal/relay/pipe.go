@@ -146,12 +146,18 @@ func (s *Side) abort() {
 
 var errNoHalfClose = errors.New("relay: connection cannot be half-closed")
 
-// Reset closes c with a TCP reset when it is a *net.TCPConn (SO_LINGER 0), so that its
-// peer reads an error (ECONNRESET) rather than an end of stream it could take for a
-// complete transfer; any other connection is just closed.
+// Reset closes c with a reset when it can be reset: SO_LINGER 0 and Close for a *net.TCPConn,
+// and the same for any connection with a SetLinger method (a tunnel stream of proxyclient's,
+// which then resets the stream) and for a TLS connection over one, so that its peer reads an error (ECONNRESET) rather than an
+// end of stream it could take for a complete transfer. Any other connection is just closed.
 func Reset(c io.Closer) {
-	if tc, ok := c.(*net.TCPConn); ok {
-		_ = tc.SetLinger(0)
+	l, ok := c.(interface{ SetLinger(sec int) error })
+	if nc, isTLS := c.(interface{ NetConn() net.Conn }); !ok && isTLS {
+		// A TLS connection (crypto/tls.Conn): reset the TCP connection under it.
+		l, ok = nc.NetConn().(interface{ SetLinger(sec int) error })
+	}
+	if ok {
+		_ = l.SetLinger(0)
 	}
 	c.Close()
 }

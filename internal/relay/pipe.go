@@ -19,15 +19,9 @@ type Side struct {
 	CloseWrite func() error
 
 	// Abort ends Conn after a failure in either direction, so that its peer learns that the
-	// transfer failed rather than that it ended: a TCP reset (see Reset), or the stream's
-	// own reset. It must not block. Nil: Conn.Close.
+	// transfer failed rather than that it ended: a TCP reset (see Reset), or a tunnel
+	// stream's reset (wire.Resetter). It must not block. Nil: Conn.Close.
 	Abort func()
-
-	// Drain, after a failure, keeps reading Conn to its end and drops what arrives: a side
-	// that cannot be reset (a yamux stream) sees only a FIN, and a peer still writing into
-	// a stream window that nobody reopens would hang until its stream close timeout (an
-	// upload to a web server that refused it early, say).
-	Drain bool
 
 	// Count, when not nil, runs after each write to Conn with its length.
 	Count func(n int)
@@ -100,10 +94,6 @@ func (p *pipe) copy(src, dst int) int64 {
 		}
 	}
 	p.mu.Unlock()
-	if err != nil && s.Drain {
-		// Ends at the peer's FIN, when the connection under it closes, or at its timeout.
-		_, _ = io.Copy(io.Discard, s.Conn)
-	}
 	return n
 }
 

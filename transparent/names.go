@@ -1,0 +1,147 @@
+package transparent
+
+import (
+	"container/list"
+	"net/netip"
+	"sync"
+	"time"
+)
+
+// The namespace's address plan (see the package documentation).
+var (
+	gateway4   = netip.MustParseAddr("240.0.0.1")
+	inside4    = netip.MustParseAddr("240.0.0.2")
+	synthetic4 = netip.MustParsePrefix("240.128.0.0/9")
+
+	gateway6   = netip.MustParseAddr("fd74:7078:7479::1")
+	inside6    = netip.MustParseAddr("fd74:7078:7479::2")
+	synthetic6 = netip.MustParsePrefix("fd74:7078:7479:1::/64")
+)
+
+// poolSize is how many names the synthetic ranges can tell apart: the IPv4 range's size.
+// Index i stands for the i-th address of both ranges.
+const poolSize = 1 << (32 - 9)
+
+// syntheticAddrs returns the IPv4 and IPv6 addresses that stand for pool index i.
+func syntheticAddrs(i uint32) (netip.Addr, netip.Addr) {
+	a4 := synthetic4.Addr().As4()
+	b4 := [4]byte{a4[0], a4[1] | byte(i>>16), byte(i >> 8), byte(i)}
+	a16 := synthetic6.Addr().As16()
+	a16[12], a16[13], a16[14], a16[15] = byte(i>>24), byte(i>>16), byte(i>>8), byte(i)
+	return netip.AddrFrom4(b4), netip.AddrFrom16(a16)
+}
+
+// syntheticIndex returns the pool index that a (IPv4 or IPv6) stands for, and whether a is
+// in a synthetic range at all.
+func syntheticIndex(a netip.Addr) (uint32, bool) {
+	a = a.Unmap()
+	switch {
+	case synthetic4.Contains(a):
+		b := a.As4()
+		return uint32(b[1]&0x7f)<<16 | uint32(b[2])<<8 | uint32(b[3]), true
+	case synthetic6.Contains(a):
+		b := a.As16()
+		i := uint32(b[12])<<24 | uint32(b[13])<<16 | uint32(b[14])<<8 | uint32(b[15])
+		return i, i < poolSize && b[8]|b[9]|b[10]|b[11] == 0
+	}
+	return 0, false
+}
+
+// nameTable maps tunneled names to pool indices and back. It holds at most max names; a
+// name unused (neither looked up nor connected to) for idle is forgotten, and when the table
+// is full the least recently used name goes first. Indices are handed out in turn over the
+// whole pool, so that an index comes back into use only after every other one has: an
+// address a program still caches from an old answer does not quietly lead to another name.
+// Safe for concurrent use.
+type nameTable struct {
+	max  int
+	idle time.Duration
+	now  func() time.Time
+
+	mu      sync.Mutex
+	byName  map[string]*list.Element // of *nameEntry
+	byIndex map[uint32]*list.Element
+	lru     list.List // front: most recently used
+	next    uint32
+}
+
+type nameEntry struct {
+	name  string
+	index uint32
+	used  time.Time
+}
+
+func newNameTable(max int, idle time.Duration, now func() time.Time) *nameTable {
+	return &nameTable{
+		max: max, idle: idle, now: now,
+		byName:  make(map[string]*list.Element),
+		byIndex: make(map[uint32]*list.Element),
+		next:    1,
+	}
+}
+
+// assign returns name's pool index, giving it a new one when the table does not hold it.
+func (t *nameTable) assign(name string) uint32 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := t.now()
+	t.expireLocked(now)
+	if el, ok := t.byName[name]; ok {
+		e := el.Value.(*nameEntry)
+		e.used = now
+		t.lru.MoveToFront(el)
+		return e.index
+	}
+	for t.lru.Len() >= t.max {
+		t.removeLocked(t.lru.Back())
+	}
+	for {
+		i := t.next
+		t.next++
+		if t.next >= poolSize {
+			t.next = 1
+		}
+		if _, taken := t.byIndex[i]; !taken {
+			el := t.lru.PushFront(&nameEntry{name: name, index: i, used: now})
+			t.byName[name], t.byIndex[i] = el, el
+			return i
+		}
+	}
+}
+
+// name returns the name that pool index i stands for, if the table still holds it, and
+// counts the lookup as a use.
+func (t *nameTable) name(i uint32) (string, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := t.now()
+	t.expireLocked(now)
+	el, ok := t.byIndex[i]
+	if !ok {
+		return "", false
+	}
+	e := el.Value.(*nameEntry)
+	e.used = now
+	t.lru.MoveToFront(el)
+	return e.name, true
+}
+
+// len returns how many names the table holds.
+func (t *nameTable) len() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.lru.Len()
+}
+
+func (t *nameTable) expireLocked(now time.Time) {
+	for el := t.lru.Back(); el != nil && now.Sub(el.Value.(*nameEntry).used) >= t.idle; el = t.lru.Back() {
+		t.removeLocked(el)
+	}
+}
+
+func (t *nameTable) removeLocked(el *list.Element) {
+	e := el.Value.(*nameEntry)
+	delete(t.byName, e.name)
+	delete(t.byIndex, e.index)
+	t.lru.Remove(el)
+}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/tessel/tessel-proxy/deviceenv"
 	"github.com/tessel/tessel-proxy/proxyclient"
+	"github.com/tessel/tessel-proxy/transparent"
 	"github.com/urfave/cli/v2"
 )
 
@@ -31,9 +32,10 @@ const connectTimeout = proxyclient.DefaultHandshakeTimeout + 5*time.Second
 
 // RunOptions is what `run` needs: its streams and environment, and the program to start.
 type RunOptions struct {
-	IO      IO
-	Debug   bool
-	Program string
+	IO          IO
+	Debug       bool
+	Transparent bool // run the program in namespaces of its own (Linux)
+	Program     string
 	Args    []string
 }
 
@@ -57,7 +59,10 @@ The tunnel is opened before PROGRAM starts, so a wrong token, an unreachable pro
 an untrusted certificate stops here with one line and exit status 125. PROXY_TOKEN and
 TM_API_KEY are removed from the program's environment.
 
-Programs that ignore proxy variables (ssh, most raw-socket tools) connect directly.
+Programs that ignore proxy variables (ssh, most raw-socket tools) connect directly,
+unless run has --transparent.
+
+` + transparentHelp + `
 
 Exit status: the program's own; 128+N when a signal N killed it; 125 when run itself
 failed (configuration, token, proxy), 126 when PROGRAM is not executable, 127 when it
@@ -69,19 +74,22 @@ Examples:
    tessel-proxy run -- git clone https://github.com/tessel/t2-cli
    tessel-proxy run -- python3 -c 'import urllib.request as u; print(u.urlopen("https://example.com").status)'
    tessel-proxy run --debug -- curl http://192.168.1.20/   # PROXY_LOCAL: connects directly
+   tessel-proxy run --transparent -- node app.js            # net.connect too
    tessel-proxy route example.com                            # where would a connection go?`,
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "debug", Usage: "log routing decisions and tunnel events to stderr (as _PROXY_DBG does)"},
+			&cli.BoolFlag{Name: "transparent", Usage: "route every TCP connection and DNS query of the program, proxy variables or not (Linux; see below)"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() == 0 {
 				return usageError("run: name the program to run: tessel-proxy run [--] PROGRAM [ARGS...]")
 			}
 			return runRun(c.Context, &RunOptions{
-				IO:      io,
-				Debug:   c.Bool("debug"),
-				Program: c.Args().First(),
-				Args:    c.Args().Tail(),
+				IO:          io,
+				Debug:       c.Bool("debug"),
+				Transparent: c.Bool("transparent"),
+				Program:     c.Args().First(),
+				Args:        c.Args().Tail(),
 			})
 		},
 	}
@@ -118,11 +126,19 @@ func runRun(ctx context.Context, o *RunOptions) error {
 		return fail("%w", hintFor(err, source))
 	}
 
-	front, err := proxyclient.ListenFront(dialer, "127.0.0.1:0", log)
-	if err != nil {
-		return fail("%w", err)
+	var runner *transparent.Runner
+	var front *proxyclient.Front
+	if o.Transparent {
+		if runner, err = newTransparentRunner(dialer, log); err != nil {
+			return transparentError(err)
+		}
+		defer runner.Close()
+	} else {
+		if front, err = proxyclient.ListenFront(dialer, "127.0.0.1:0", log); err != nil {
+			return fail("%w", err)
+		}
+		defer front.Close()
 	}
-	defer front.Close()
 
 	path, err := exec.LookPath(o.Program)
 	if err != nil {
@@ -130,17 +146,28 @@ func runRun(ctx context.Context, o *RunOptions) error {
 	}
 	cmd := exec.Command(path, o.Args...)
 	cmd.Args[0] = o.Program
-	cmd.Env = childEnv(os.Environ(), front, cfg.Local.Entries())
+	if o.Transparent {
+		cmd.Env = transparentEnv(os.Environ())
+	} else {
+		cmd.Env = childEnv(os.Environ(), front, cfg.Local.Entries())
+	}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = o.IO.In, o.IO.Out, o.IO.Err
 
 	// Register before Start, so that a signal arriving in between is not lost.
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, forwardedSignals...)
 	defer signal.Stop(sigs)
-	if err := cmd.Start(); err != nil {
-		return programError(o.Program, err)
+	if runner != nil {
+		if err := runner.Start(cmd); err != nil {
+			return transparentError(err)
+		}
+		log.Debug("started", "program", o.Program, "pid", cmd.Process.Pid, "transparent", true)
+	} else {
+		if err := cmd.Start(); err != nil {
+			return programError(o.Program, err)
+		}
+		log.Debug("started", "program", o.Program, "pid", cmd.Process.Pid, "front", front.Addr().String())
 	}
-	log.Debug("started", "program", o.Program, "pid", cmd.Process.Pid, "front", front.Addr().String())
 	waited := make(chan error, 1)
 	go func() { waited <- cmd.Wait() }()
 	for {

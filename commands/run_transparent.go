@@ -1,0 +1,62 @@
+package commands
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+
+	"github.com/tessel/tessel-proxy/proxyclient"
+	"github.com/tessel/tessel-proxy/transparent"
+)
+
+// transparentHelp is the part of run's description about --transparent.
+const transparentHelp = `With --transparent (Linux), PROGRAM runs in network and mount namespaces of its own
+(and a user namespace of its own when run is not root) whose only route leads to
+tessel-proxy, so that every TCP connection it makes is routed as above, whether or not
+it reads proxy variables: static binaries, Node's net and tls, raw sockets. No proxy
+variables are set. Its DNS is answered by tessel-proxy: names that PROXY_LOCAL routes
+direct are resolved on this machine, every other name gets a stand-in address that
+tessel-proxy maps back to the name, so that the proxy server resolves it and no query
+for it leaves this machine. UDP other than DNS and ICMP (ping) are refused. 127.0.0.1
+inside is the program's own; 240.0.0.1 is this machine's loopback, where PROXY_LOCAL
+routes 127.0.0.1 direct. Without root it needs unprivileged user namespaces and a
+/dev/net/tun that everyone may open (mode 0666); when transparent mode cannot work, run
+says why and exits 125.`
+
+// newTransparentRunner returns the Runner of a transparent run whose connections go
+// through dialer.
+func newTransparentRunner(dialer *proxyclient.Dialer, log *slog.Logger) (*transparent.Runner, error) {
+	return transparent.New(transparent.Config{
+		Dial: func(ctx context.Context, host string, port uint16) (net.Conn, error) {
+			return dialer.DialContext(ctx, "tcp", net.JoinHostPort(host, strconv.Itoa(int(port))))
+		},
+		Local: func(host string) bool { return dialer.Route(host).Direct },
+		Log:   log,
+	})
+}
+
+// transparentEnv is the program's environment in a transparent run: parent's, without the
+// token and any proxy settings (every connection is routed anyway, and a proxy on this
+// machine's loopback could not be reached from the program's namespace).
+func transparentEnv(parent []string) []string {
+	drop := map[string]bool{"PROXY_TOKEN": true, "TM_API_KEY": true, "NODE_USE_ENV_PROXY": true}
+	for _, v := range proxyVars {
+		drop[v], drop[strings.ToLower(v)] = true, true
+	}
+	env := make([]string, 0, len(parent))
+	for _, kv := range parent {
+		k, _, _ := strings.Cut(kv, "=")
+		if !drop[k] {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+// transparentError is run's error when transparent mode could not start.
+func transparentError(err error) error {
+	return exitCode(ExitRunFailed, fmt.Errorf("run: %w", err))
+}

@@ -4,6 +4,7 @@
 #   direct        curl straight to nginx
 #   ssh -D        OpenSSH dynamic forwarding (curl --socks5-hostname), the tool users compare with
 #   run           curl started by `tessel-proxy run`, via `serve --dev`
+#   transparent   curl started by `tessel-proxy run --transparent` (Linux; section at the end)
 # and prints each as a ratio to its baseline. Runs vary by 15-30% from minute to minute: compare
 # the ratios, not the absolute numbers. Needs nginx, sshd, curl (scripts/install-deps.sh), root.
 #
@@ -113,3 +114,36 @@ awk -v d="$direct_bw" -v s="$ssh_bw" -v r="$run_bw" -v dq="$direct_rq" -v sq="$s
   printf "  %-8s %8d us/request   %.2f x direct\n", "ssh -D", sq, sq/dq
   printf "  %-8s %8d us/request   %.2f x direct   %.2f x ssh -D\n", "run", rq, rq/dq, rq/sq
 }'
+
+# --- run --transparent ------------------------------------------------------------------------
+# In transparent mode 127.0.0.1 is the program's own loopback, so the program asks for a name
+# that only the proxy server resolves: a second `serve --dev` runs in a mount namespace of its
+# own whose /etc/hosts maps bench.tessel-proxy.test to 127.0.0.1. Plain `run` is measured
+# again through that same server, in the same minute, for the ratios.
+transparent_bench() {
+  printf '127.0.0.1 bench.tessel-proxy.test\n' >"$work/hosts"
+  unshare -m sh -c 'mount --bind "$1" /etc/hosts && shift && exec "$@"' sh "$work/hosts" \
+    "$work/tessel-proxy" serve --dev --dir "$work/dev-t" >"$work/dev-t.env" 2>"$work/serve-t.log" &
+  pids+=($!)
+  for _ in $(seq 100); do grep -q '^export PROXY_LOCAL' "$work/dev-t.env" && break; sleep 0.1; done
+  (
+    set -a; source "$work/dev-t.env"; set +a
+    big="http://bench.tessel-proxy.test:$http_port/big"
+    small="http://bench.tessel-proxy.test:$http_port/small"
+    urls=(); for _ in $(seq "$requests"); do urls+=("$small"); done
+    run_bw=$(throughput "$work/tessel-proxy" run -- curl)
+    tr_bw=$(throughput "$work/tessel-proxy" run --transparent -- curl)
+    run_rq=$(per_request "$work/tessel-proxy" run -- curl)
+    tr_rq=$(per_request "$work/tessel-proxy" run --transparent -- curl)
+    awk -v d="$direct_bw" -v r="$run_bw" -v t="$tr_bw" -v dq="$direct_rq" -v rq="$run_rq" -v tq="$tr_rq" 'BEGIN {
+    printf "run --transparent (through a second serve --dev; plain run again beside it)\n"
+    printf "  %-12s %8.0f MB/s   %.2f x direct\n", "run", r/1e6, r/d
+    printf "  %-12s %8.0f MB/s   %.2f x direct   %.2f x run\n", "transparent", t/1e6, t/d, t/r
+    printf "  %-12s %8d us/request   %.2f x direct\n", "run", rq, rq/dq
+    printf "  %-12s %8d us/request   %.2f x direct   %.2f x run\n", "transparent", tq, tq/dq, tq/rq
+    }'
+  )
+}
+if [[ $(uname -s) == Linux ]]; then
+  transparent_bench
+fi

@@ -19,6 +19,7 @@ const maxLocalAnswers = 8
 // own resolver, every other name with its synthetic address from names.
 type resolver struct {
 	names      *nameTable
+	locals     *localNames // addresses answered for local names, and their names
 	local      func(host string) bool
 	lookup     func(ctx context.Context, network, host string) ([]netip.Addr, error)
 	lookupAddr func(ctx context.Context, addr string) ([]string, error)
@@ -109,7 +110,10 @@ func (r *resolver) resolveLocal(ctx context.Context, q dnsmessage.Question, name
 			answers = append(answers, dnsmessage.Resource{Header: r.header(q), Body: &dnsmessage.AResource{A: a.As4()}})
 		case q.Type == dnsmessage.TypeAAAA && a.Is6() && r.ipv6:
 			answers = append(answers, dnsmessage.Resource{Header: r.header(q), Body: &dnsmessage.AAAAResource{AAAA: a.As16()}})
+		default:
+			continue
 		}
+		r.locals.add(a, name)
 	}
 	return dnsmessage.RCodeSuccess, answers
 }

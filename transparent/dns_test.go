@@ -19,8 +19,9 @@ func testResolver(t *testing.T, ipv6 bool) (*resolver, *[]string) {
 		"printer.lan": {netip.MustParseAddr("192.168.1.20"), netip.MustParseAddr("fd00::20")},
 	}
 	r := &resolver{
-		names: newNameTable(100, time.Hour, time.Now),
-		local: func(h string) bool { return strings.HasSuffix(h, ".lan") || strings.HasPrefix(h, "192.168.") },
+		names:  newNameTable(100, time.Hour, time.Now),
+		locals: newLocalNames(100, time.Hour, time.Now),
+		local:  func(h string) bool { return strings.HasSuffix(h, ".lan") || strings.HasPrefix(h, "192.168.") },
 		lookup: func(ctx context.Context, network, host string) ([]netip.Addr, error) {
 			asked = append(asked, host)
 			if a, ok := hosts[host]; ok {
@@ -103,6 +104,12 @@ func TestDNSAnswers(t *testing.T) {
 				}
 			}
 		})
+	}
+	// The local name's addresses lead back to it, for routing by name.
+	for _, a := range []string{"192.168.1.20", "fd00::20"} {
+		if name, ok := r.locals.name(netip.MustParseAddr(a)); !ok || name != "printer.lan" {
+			t.Errorf("address %s of printer.lan leads back to %q, %v", a, name, ok)
+		}
 	}
 	// Only local names and local addresses went to this machine's resolver.
 	if strings.Join(*asked, " ") != "printer.lan printer.lan nothing.lan 192.168.1.20" {

@@ -145,3 +145,63 @@ func (t *nameTable) removeLocked(el *list.Element) {
 	delete(t.byIndex, e.index)
 	t.lru.Remove(el)
 }
+
+// localNames remembers which name each real address in an answer for a local name came
+// from, so that a connection to that address is dialed by the name: name-based PROXY_LOCAL
+// rules then route it as they would the name. Bounded and expiring like nameTable.
+type localNames struct {
+	max  int
+	idle time.Duration
+	now  func() time.Time
+
+	mu     sync.Mutex
+	byAddr map[netip.Addr]*list.Element // of *localEntry
+	lru    list.List
+}
+
+type localEntry struct {
+	addr netip.Addr
+	name string
+	used time.Time
+}
+
+func newLocalNames(max int, idle time.Duration, now func() time.Time) *localNames {
+	return &localNames{max: max, idle: idle, now: now, byAddr: make(map[netip.Addr]*list.Element)}
+}
+
+// add records that a is an address of name.
+func (l *localNames) add(a netip.Addr, name string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	if el, ok := l.byAddr[a]; ok {
+		e := el.Value.(*localEntry)
+		e.name, e.used = name, now
+		l.lru.MoveToFront(el)
+		return
+	}
+	for l.lru.Len() >= l.max {
+		l.removeLocked(l.lru.Back())
+	}
+	l.byAddr[a] = l.lru.PushFront(&localEntry{addr: a, name: name, used: now})
+}
+
+// name returns the local name a was given for, if it is still remembered.
+func (l *localNames) name(a netip.Addr) (string, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	for el := l.lru.Back(); el != nil && now.Sub(el.Value.(*localEntry).used) >= l.idle; el = l.lru.Back() {
+		l.removeLocked(el)
+	}
+	el, ok := l.byAddr[a]
+	if !ok {
+		return "", false
+	}
+	return el.Value.(*localEntry).name, true
+}
+
+func (l *localNames) removeLocked(el *list.Element) {
+	delete(l.byAddr, el.Value.(*localEntry).addr)
+	l.lru.Remove(el)
+}

@@ -79,7 +79,7 @@ func startStack(fd int, cfg Config, withIPv6 bool) (*netStack, error) {
 		conns: make(map[io.Closer]struct{}),
 	}
 	n.dns = &resolver{
-		names: n.names, local: cfg.Local, ttl: uint32(cfg.DNSTTL / time.Second), ipv6: withIPv6,
+		names: n.names, locals: newLocalNames(cfg.MaxNames, cfg.NameIdle, time.Now), local: cfg.Local, ttl: uint32(cfg.DNSTTL / time.Second), ipv6: withIPv6,
 		lookup: net.DefaultResolver.LookupNetIP, lookupAddr: net.DefaultResolver.LookupAddr,
 		wait: 5 * time.Second,
 	}
@@ -183,7 +183,7 @@ func (n *netStack) untrack(c io.Closer) {
 	n.mu.Unlock()
 }
 
-// target says where a connection to dst:port goes: the host to dial, or false to refuse it.
+// target says where a connection to dst goes: the host to dial, or false to refuse it.
 func (n *netStack) target(dst netip.Addr) (string, bool) {
 	if dst == gateway4 || dst == gateway6 {
 		// The gateway stands for this machine's loopback, where PROXY_LOCAL lets it through.
@@ -191,6 +191,11 @@ func (n *netStack) target(dst netip.Addr) (string, bool) {
 	}
 	if i, ok := syntheticIndex(dst); ok {
 		return n.names.name(i)
+	}
+	// An address the program learnt from an answer for a local name is dialed by that
+	// name, so that a PROXY_LOCAL rule for the name routes it direct.
+	if name, ok := n.dns.locals.name(dst); ok {
+		return name, true
 	}
 	return dst.String(), true
 }

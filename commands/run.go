@@ -119,6 +119,15 @@ func runRun(ctx context.Context, o *RunOptions) error {
 	dialer := proxyclient.NewDialer(cfg, token, log)
 	defer dialer.Close()
 
+	// Where transparent mode cannot work, say so before anything else.
+	var runner *transparent.Runner
+	if o.Transparent {
+		if runner, err = newTransparentRunner(dialer, log); err != nil {
+			return transparentError(err)
+		}
+		defer runner.Close()
+	}
+
 	cctx, cancel := context.WithTimeout(ctx, connectTimeout)
 	err = dialer.Connect(cctx)
 	cancel()
@@ -126,14 +135,8 @@ func runRun(ctx context.Context, o *RunOptions) error {
 		return fail("%w", hintFor(err, source))
 	}
 
-	var runner *transparent.Runner
 	var front *proxyclient.Front
-	if o.Transparent {
-		if runner, err = newTransparentRunner(dialer, log); err != nil {
-			return transparentError(err)
-		}
-		defer runner.Close()
-	} else {
+	if !o.Transparent {
 		if front, err = proxyclient.ListenFront(dialer, "127.0.0.1:0", log); err != nil {
 			return fail("%w", err)
 		}

@@ -36,7 +36,7 @@ type RunOptions struct {
 	Debug       bool
 	Transparent bool // run the program in namespaces of its own (Linux)
 	Program     string
-	Args    []string
+	Args        []string
 }
 
 func runCommand(io IO) *cli.Command {

@@ -15,6 +15,6 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == transparent.InitArg {
 		os.Exit(transparent.Init(os.Args[2:]))
 	}
-	io := commands.IO{In: os.Stdin, Out: os.Stdout, Err: os.Stderr, LookupEnv: os.LookupEnv}
+	io := commands.IO{In: os.Stdin, Out: os.Stdout, Err: os.Stderr, LookupEnv: os.LookupEnv, Environ: os.Environ}
 	os.Exit(commands.Main(io, os.Args))
 }

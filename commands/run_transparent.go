@@ -2,11 +2,9 @@ package commands
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"net"
 	"strconv"
-	"strings"
 
 	"github.com/tessel/tessel-proxy/proxyclient"
 	"github.com/tessel/tessel-proxy/transparent"
@@ -36,27 +34,4 @@ func newTransparentRunner(dialer *proxyclient.Dialer, log *slog.Logger) (*transp
 		Local: func(host string) bool { return dialer.Route(host).Direct },
 		Log:   log,
 	})
-}
-
-// transparentEnv is the program's environment in a transparent run: parent's, without the
-// token and any proxy settings (every connection is routed anyway, and a proxy on this
-// machine's loopback could not be reached from the program's namespace).
-func transparentEnv(parent []string) []string {
-	drop := map[string]bool{"PROXY_TOKEN": true, "TM_API_KEY": true, "NODE_USE_ENV_PROXY": true}
-	for _, v := range proxyVars {
-		drop[v], drop[strings.ToLower(v)] = true, true
-	}
-	env := make([]string, 0, len(parent))
-	for _, kv := range parent {
-		k, _, _ := strings.Cut(kv, "=")
-		if !drop[k] {
-			env = append(env, kv)
-		}
-	}
-	return env
-}
-
-// transparentError is run's error when transparent mode could not start.
-func transparentError(err error) error {
-	return exitCode(ExitRunFailed, fmt.Errorf("run: %w", err))
 }

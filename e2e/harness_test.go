@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package e2e runs the built tessel-proxy binary the way a user does: a real `serve`, real
 // programs (curl, python3) started through `run`, and a device in a network namespace whose
 // only way out is the tunnel.

@@ -22,7 +22,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -167,7 +166,7 @@ func (s *Server) start() error {
 			return fmt.Errorf("the OAuth test server exited before listening:\n%s", logs.String())
 		}
 	case <-time.After(30 * time.Second):
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		kill(cmd)
 		<-done
 		return errors.New("the OAuth test server did not start within 30s")
 	}
@@ -194,7 +193,7 @@ func (s *Server) Stop() {
 	if cmd == nil {
 		return
 	}
-	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	kill(cmd)
 	<-done
 }
 

@@ -541,3 +541,47 @@ func runInUserNamespace(t *testing.T, env []string, argv ...string) result {
 	}
 	return result{code: cmd.ProcessState.ExitCode(), stdout: stdout.String(), stderr: stderr.String()}
 }
+
+func TestTransparentKeepsDirectorySignalsAndStatus(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("transparent mode as root is the case here (CI runs as root)")
+	}
+	srv := startDevServer(t)
+	dir := t.TempDir()
+
+	// The working directory and the exit status are the program's.
+	cmd := exec.Command(binary, "run", "--transparent", "--", "sh", "-c", "pwd; exit 5")
+	cmd.Dir, cmd.Env = dir, srv.clientEnv(t)
+	out, err := cmd.Output()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 5 || strings.TrimSpace(string(out)) != dir {
+		t.Errorf("pwd; exit 5: %v, stdout %q; want status 5 and %s", err, out, dir)
+	}
+
+	// A signal sent to run reaches the program (run and the program share no terminal here).
+	cmd = exec.Command(binary, "run", "--transparent", "--", "sh", "-c",
+		`trap 'echo got TERM; exit 3' TERM; echo ready; while :; do sleep 0.05; done`)
+	cmd.Env = srv.clientEnv(t)
+	stdout := &syncbuf.Buffer{}
+	cmd.Stdout, cmd.Stderr = stdout, stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(20 * time.Second); !strings.Contains(stdout.String(), "ready"); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatalf("the program did not start within 20s: %q", stdout)
+		}
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	err = cmd.Wait()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 3 || !strings.Contains(stdout.String(), "got TERM") {
+		t.Errorf("after SIGTERM: %v, output %q; want status 3 and the program's trap", err, stdout)
+	}
+	// Killed by a signal: 128+N, as plain run.
+	cmd = exec.Command(binary, "run", "--transparent", "--", "sh", "-c", "kill -KILL $$")
+	cmd.Env = srv.clientEnv(t)
+	if err := cmd.Run(); err == nil || err.(*exec.ExitError).ExitCode() != 128+9 {
+		t.Errorf("killed by SIGKILL: %v, want status 137", err)
+	}
+}

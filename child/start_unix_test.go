@@ -31,7 +31,7 @@ func TestRunStartHook(t *testing.T) {
 		hookErr := errors.New("transparent mode: no /dev/net/tun")
 		status, out, err := run(t, context.Background(), Options{
 			Program: "sh", Args: []string{"-c", "echo never"},
-			Start:   func(cmd *exec.Cmd) error { return hookErr },
+			Start: func(cmd *exec.Cmd) error { return hookErr },
 		})
 		if status != ExitFailed || !errors.Is(err, hookErr) || out != "" {
 			t.Errorf("status %d, err %v, output %q; want %d and the hook's error", status, err, out, ExitFailed)

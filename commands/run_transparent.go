@@ -31,6 +31,9 @@ func newTransparentRunner(dialer *proxyclient.Dialer, log *slog.Logger) (*transp
 		Dial: func(ctx context.Context, host string, port uint16) (net.Conn, error) {
 			return dialer.DialContext(ctx, "tcp", net.JoinHostPort(host, strconv.Itoa(int(port))))
 		},
+		DialEarly: func(ctx context.Context, host string, port uint16, early []byte) (net.Conn, error) {
+			return dialer.DialEarly(ctx, "tcp", net.JoinHostPort(host, strconv.Itoa(int(port))), early)
+		},
 		Local: func(host string) bool { return dialer.Route(host).Direct },
 		Log:   log,
 	})

@@ -29,6 +29,15 @@
 // synthetic address the table no longer holds is reset. Only A, AAAA and PTR records for
 // synthetic names are answered; other types get an empty answer.
 //
+// # Connections
+//
+// A connection waits for its dial before the program's connect returns, so that a target
+// that cannot be reached refuses it (ECONNREFUSED), as a real one would. A connection to a
+// target that took one within the last 30 seconds is accepted at once instead, and the
+// program's first bytes travel with the dial (Config.DialEarly), which saves a round trip;
+// should that dial fail after all, the program's connection is reset. Bytes are relayed
+// both ways with half-close; an error on either side resets the other.
+//
 // # What is not carried
 //
 // UDP other than DNS to the gateway is refused: the stack answers with ICMP port

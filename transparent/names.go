@@ -205,3 +205,52 @@ func (l *localNames) removeLocked(el *list.Element) {
 	delete(l.byAddr, el.Value.(*localEntry).addr)
 	l.lru.Remove(el)
 }
+
+// reachedTargets remembers the targets (host:port) that took a connection lately. A new
+// connection to one of them is accepted before its dial, to send the program's first bytes
+// along with it; any other waits for its dial, so that an unreachable target refuses it.
+type reachedTargets struct {
+	max int
+	ttl time.Duration
+	now func() time.Time
+
+	mu   sync.Mutex
+	last map[string]time.Time
+}
+
+func newReachedTargets(max int, ttl time.Duration, now func() time.Time) *reachedTargets {
+	return &reachedTargets{max: max, ttl: ttl, now: now, last: make(map[string]time.Time)}
+}
+
+// recent reports whether target took a connection within the last ttl.
+func (r *reachedTargets) recent(target string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	t, ok := r.last[target]
+	return ok && r.now().Sub(t) < r.ttl
+}
+
+// mark records that target took a connection now.
+func (r *reachedTargets) mark(target string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := r.now()
+	if _, ok := r.last[target]; !ok && len(r.last) >= r.max {
+		for k, t := range r.last {
+			if now.Sub(t) >= r.ttl {
+				delete(r.last, k)
+			}
+		}
+		if len(r.last) >= r.max {
+			clear(r.last)
+		}
+	}
+	r.last[target] = now
+}
+
+// forget records that a dial to target failed.
+func (r *reachedTargets) forget(target string) {
+	r.mu.Lock()
+	delete(r.last, target)
+	r.mu.Unlock()
+}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"strconv"
 	"sync"
 	"time"
 
@@ -36,6 +37,10 @@ const (
 	// bulk transfer; receive buffers grow to the maximum only when a connection needs it.
 	tcpBufferDefault = 1 << 20
 	tcpBufferMax     = 8 << 20
+	// earlyDataWait is how long a connection accepted before its dial waits for the
+	// program's first bytes, and earlyDataMax how many it takes along with the dial.
+	earlyDataWait = 3 * time.Millisecond
+	earlyDataMax  = 16 << 10
 )
 
 // netStack is the userspace TCP/IP stack on the TUN device's far end: it accepts every TCP
@@ -50,6 +55,8 @@ type netStack struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+
+	reached *reachedTargets
 
 	mu    sync.Mutex
 	conns map[io.Closer]struct{} // every open connection, closed by close
@@ -75,8 +82,9 @@ func startStack(fd int, cfg Config, withIPv6 bool) (*netStack, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	n := &netStack{
 		cfg: cfg, s: s, ctx: ctx, cancel: cancel,
-		names: newNameTable(cfg.MaxNames, cfg.NameIdle, time.Now),
-		conns: make(map[io.Closer]struct{}),
+		names:   newNameTable(cfg.MaxNames, cfg.NameIdle, time.Now),
+		conns:   make(map[io.Closer]struct{}),
+		reached: newReachedTargets(4096, 30*time.Second, time.Now),
 	}
 	n.dns = &resolver{
 		names: n.names, locals: newLocalNames(cfg.MaxNames, cfg.NameIdle, time.Now), local: cfg.Local, ttl: uint32(cfg.DNSTTL / time.Second), ipv6: withIPv6,
@@ -143,16 +151,17 @@ func (n *netStack) configure(ep stack.LinkEndpoint) error {
 			return errors.New("netstack: DNS on " + a.String() + ": " + err.Error())
 		}
 		n.udp = append(n.udp, c)
-		n.wg.Add(1)
-		go n.serveDNSUDP(c)
+		if n.begin() {
+			go n.serveDNSUDP(c)
+		}
 	}
 	return nil
 }
 
 // close stops the stack and every connection through it, and waits for its goroutines.
 func (n *netStack) close() {
-	n.cancel()
 	n.mu.Lock()
+	n.cancel()
 	for _, c := range n.udp {
 		c.Close()
 	}
@@ -201,7 +210,10 @@ func (n *netStack) target(dst netip.Addr) (string, bool) {
 }
 
 func (n *netStack) handleTCP(r *tcp.ForwarderRequest) {
-	n.wg.Add(1)
+	if !n.begin() {
+		r.Complete(true)
+		return
+	}
 	defer n.wg.Done()
 	id := r.ID()
 	dst, _ := netip.AddrFromSlice(id.LocalAddress.AsSlice())
@@ -218,14 +230,49 @@ func (n *netStack) handleTCP(r *tcp.ForwarderRequest) {
 		r.Complete(true)
 		return
 	}
+	key := net.JoinHostPort(host, strconv.Itoa(int(port)))
 	ctx, cancel := context.WithTimeout(n.ctx, dialTimeout)
+	defer cancel()
+
+	if n.cfg.DialEarly != nil && n.reached.recent(key) {
+		// This target took a connection a moment ago: accept at once and send the
+		// program's first bytes with the dial, which saves the dial's round trip. Should
+		// the dial fail after all, the program's connection is reset.
+		down, ok := n.accept(r)
+		if !ok {
+			return
+		}
+		defer n.untrack(down)
+		early, err := firstData(down)
+		if err != nil {
+			down.abort()
+			return
+		}
+		up, err := n.cfg.DialEarly(ctx, host, port, early)
+		if err != nil {
+			n.reached.forget(key)
+			n.cfg.Log.Debug("transparent: dial failed", "host", host, "port", port, "err", err)
+			down.abort()
+			return
+		}
+		n.reached.mark(key)
+		if n.track(up) {
+			defer n.untrack(up)
+			n.relay(down, up)
+		}
+		return
+	}
+
+	// Otherwise the dial comes first, so that a target that cannot be reached refuses the
+	// program's connection (ECONNREFUSED) as a real one would.
 	up, err := n.cfg.Dial(ctx, host, port)
-	cancel()
 	if err != nil {
+		n.reached.forget(key)
 		n.cfg.Log.Debug("transparent: dial failed", "host", host, "port", port, "err", err)
 		r.Complete(true)
 		return
 	}
+	n.reached.mark(key)
 	if !n.track(up) {
 		r.Complete(true)
 		return
@@ -236,7 +283,37 @@ func (n *netStack) handleTCP(r *tcp.ForwarderRequest) {
 		up.Close()
 		return
 	}
+	defer n.untrack(down)
 	n.relay(down, up)
+}
+
+// firstData waits a moment for the program's first bytes on a new connection: clients of
+// most protocols (HTTP, TLS) speak first, at once. It returns nil when none came in time
+// (the server speaks first) or the program closed its side.
+func firstData(c *stackConn) ([]byte, error) {
+	c.SetReadDeadline(time.Now().Add(earlyDataWait))
+	buf := make([]byte, earlyDataMax)
+	n, err := c.Read(buf)
+	c.SetReadDeadline(time.Time{})
+	var ne net.Error
+	switch {
+	case err == nil, errors.Is(err, io.EOF):
+		return buf[:n], nil
+	case errors.As(err, &ne) && ne.Timeout():
+		return nil, nil
+	}
+	return nil, err
+}
+
+// begin counts a goroutine of the stack in, unless the stack is closing.
+func (n *netStack) begin() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.ctx.Err() != nil {
+		return false
+	}
+	n.wg.Add(1)
+	return true
 }
 
 // accept completes the handshake of the program's connection.
@@ -271,7 +348,6 @@ func (c *stackConn) abort() {
 // half-close; an error on either side resets the other, so that a cut transfer never looks
 // complete.
 func (n *netStack) relay(down *stackConn, up net.Conn) {
-	defer n.untrack(down)
 	toUp := make(chan error, 1)
 	go func() {
 		_, err := relay.Copy(up, down, nil)
@@ -320,7 +396,9 @@ func (n *netStack) serveDNSUDP(c *gonet.UDPConn) {
 			return
 		}
 		query := append([]byte(nil), buf[:nr]...)
-		n.wg.Add(1)
+		if !n.begin() {
+			return
+		}
 		go func() {
 			defer n.wg.Done()
 			if resp := n.dns.answer(n.ctx, query); resp != nil {

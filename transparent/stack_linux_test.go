@@ -47,6 +47,13 @@ func insideChild(what string, args []string) int {
 		b, err := io.ReadAll(c)
 		fmt.Printf("read %q err %v\n", b, err)
 		return 0
+	case "dial2": // dial args[0] twice in turn, as "dial" does
+		for range 2 {
+			if insideChild("dial", args) != 0 {
+				return 1
+			}
+		}
+		return 0
 	case "resolve":
 		addrs, err := net.DefaultResolver.LookupHost(context.Background(), args[0])
 		fmt.Println(strings.Join(addrs, " "), err)
@@ -278,5 +285,63 @@ func TestTransparentRun(t *testing.T) {
 				t.Errorf("dials %q, want %q", log.String(), tc.wantDials)
 			}
 		})
+	}
+}
+
+func TestTransparentSecondConnectionCarriesFirstBytes(t *testing.T) {
+	target := echoServer(t)
+	var log dialLog
+	var mu sync.Mutex
+	var earlies []string
+	cfg := Config{
+		Dial: func(ctx context.Context, host string, port uint16) (net.Conn, error) {
+			log.add("dial " + host)
+			var d net.Dialer
+			return d.DialContext(ctx, "tcp", target)
+		},
+		DialEarly: func(ctx context.Context, host string, port uint16, early []byte) (net.Conn, error) {
+			log.add("early " + host)
+			mu.Lock()
+			earlies = append(earlies, string(early))
+			mu.Unlock()
+			var d net.Dialer
+			c, err := d.DialContext(ctx, "tcp", target)
+			if err == nil {
+				_, err = c.Write(early)
+			}
+			return c, err
+		},
+	}
+	got := runInside(t, cfg, &log, target, "dial2", "tunneled.example:80")
+	if want := "read \"pong:ping\" err <nil>\nread \"pong:ping\" err <nil>"; got != want {
+		t.Errorf("program printed %q, want %q", got, want)
+	}
+	// The first connection waits for its dial; the second, to a target just reached, is
+	// accepted at once and its first bytes go with the dial.
+	if want := "dial tunneled.example,early tunneled.example"; log.String() != want {
+		t.Errorf("dials %q, want %q", log.String(), want)
+	}
+	if len(earlies) != 1 || earlies[0] != "ping" {
+		t.Errorf("early data %q, want [ping]", earlies)
+	}
+}
+
+func TestTransparentEarlyDialFailureResets(t *testing.T) {
+	target := echoServer(t)
+	var log dialLog
+	cfg := Config{
+		Dial: func(ctx context.Context, host string, port uint16) (net.Conn, error) {
+			log.add("dial " + host)
+			var d net.Dialer
+			return d.DialContext(ctx, "tcp", target)
+		},
+		DialEarly: func(ctx context.Context, host string, port uint16, early []byte) (net.Conn, error) {
+			log.add("early " + host)
+			return nil, errors.New("the target went away")
+		},
+	}
+	got := runInside(t, cfg, &log, target, "dial2", "tunneled.example:80")
+	if want := "read \"pong:ping\" err <nil>\nread \"\" err read tcp"; !strings.HasPrefix(got, want) || !strings.HasSuffix(got, "connection reset by peer") {
+		t.Errorf("program printed %q, want the second connection reset", got)
 	}
 }

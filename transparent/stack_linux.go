@@ -100,14 +100,11 @@ func startStack(fd int, cfg Config, withIPv6 bool) (*netStack, error) {
 
 func (n *netStack) configure(ep stack.LinkEndpoint) error {
 	s := n.s
+	moderate, sack := tcpip.TCPModerateReceiveBufferOption(true), tcpip.TCPSACKEnabled(true)
 	for _, opt := range []tcpip.SettableTransportProtocolOption{
 		&tcpip.TCPReceiveBufferSizeRangeOption{Min: tcp.MinBufferSize, Default: tcpBufferDefault, Max: tcpBufferMax},
 		&tcpip.TCPSendBufferSizeRangeOption{Min: tcp.MinBufferSize, Default: tcpBufferDefault, Max: tcpBufferMax},
-		func() *tcpip.TCPModerateReceiveBufferOption {
-			o := tcpip.TCPModerateReceiveBufferOption(true)
-			return &o
-		}(),
-		func() *tcpip.TCPSACKEnabled { o := tcpip.TCPSACKEnabled(true); return &o }(),
+		&moderate, &sack,
 	} {
 		if err := s.SetTransportProtocolOption(tcp.ProtocolNumber, opt); err != nil {
 			return errors.New("netstack: tcp option: " + err.String())

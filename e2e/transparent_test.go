@@ -49,7 +49,7 @@ func newTransparentWorld(t *testing.T) *transparentWorld {
 	if os.Geteuid() != 0 {
 		t.Fatal("this test makes network namespaces and needs root (CI runs as root)")
 	}
-	n := 8 + rand.IntN(240)
+	n := freeSubnet(t)
 	suffix := fmt.Sprintf("%05d", rand.IntN(100000))
 	w := &transparentWorld{
 		devNS: "tpx-tdev-" + suffix, devVeth: "tpxa" + suffix + "h",
@@ -70,6 +70,24 @@ func newTransparentWorld(t *testing.T) *transparentWorld {
 	inOwnHosts := []string{"unshare", "-m", "sh", "-c", `mount --bind "$1" /etc/hosts && shift && exec "$@"`, "sh", hosts}
 	w.srv = startDevServerIn(t, inOwnHosts, "--listen", w.devHostAddr+":0", "--allow", "198.19.0.0/16")
 	return w
+}
+
+// freeSubnet picks N for 198.18.N.0/24 and 198.19.N.0/24 such that neither is on this
+// machine's routes yet: other tests make namespaces of their own in the same ranges.
+func freeSubnet(t *testing.T) int {
+	t.Helper()
+	out, err := exec.Command("ip", "-4", "route", "show", "table", "all").Output()
+	if err != nil {
+		t.Fatalf("ip route: %v", err)
+	}
+	for range 100 {
+		n := 8 + rand.IntN(240)
+		if !strings.Contains(string(out), fmt.Sprintf("198.18.%d.", n)) && !strings.Contains(string(out), fmt.Sprintf("198.19.%d.", n)) {
+			return n
+		}
+	}
+	t.Fatal("no free /24 in 198.18.0.0/15")
+	return 0
 }
 
 // env is the environment of a client in the device namespace: the server's settings, the
@@ -275,7 +293,7 @@ func clientsReachTarget(t *testing.T, w *transparentWorld, asUser bool) {
 	for _, c := range checks {
 		r := w.transparent(t, asUser, env, c.argv...)
 		if r.code != 0 || strings.TrimSpace(r.stdout) != c.want {
-			t.Errorf("%s: exit %d, stdout %q, want %q; stderr:\n%s", c.name, r.code, r.stdout, c.want, r.stderr)
+			t.Errorf("%s: exit %d, stdout %q, want %q; stderr:\n%s\nserve log:\n%s", c.name, r.code, r.stdout, c.want, r.stderr, w.srv.stderr)
 		}
 	}
 	// The target's name went through the tunnel unresolved, for the proxy to resolve.

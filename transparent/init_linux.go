@@ -47,7 +47,10 @@ func Init(args []string) int {
 	}
 	if err != nil {
 		var u *UnsupportedError
-		if !errors.As(err, &u) {
+		switch {
+		case errors.Is(err, unix.EPERM) && appArmorRestrictsUserNamespaces():
+			u = appArmorError(err)
+		case !errors.As(err, &u):
 			u = &UnsupportedError{Why: err.Error()}
 		}
 		report(setupReport{Why: u.Why, Fix: u.Fix}, -1)
@@ -107,12 +110,8 @@ func setupNetwork(mtu int) (tun int, ipv6 bool, err error) {
 	ifr.SetUint16(unix.IFF_TUN | unix.IFF_NO_PI)
 	if err := unix.IoctlIfreq(tun, unix.TUNSETIFF, ifr); err != nil {
 		unix.Close(tun)
-		why := "cannot create a TUN device in the new network namespace: " + errText(err)
-		if readSysctl("/proc/sys/kernel/apparmor_restrict_unprivileged_userns") == "1" {
-			return -1, false, &UnsupportedError{Why: why + " (AppArmor restricts unprivileged user namespaces)",
-				Fix: "allow them (sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0, or an AppArmor profile for tessel-proxy), or run as root"}
-		}
-		return -1, false, &UnsupportedError{Why: why, Fix: "run as root, or where user namespaces come with network privileges"}
+		return -1, false, &UnsupportedError{Why: "cannot create a TUN device in the new network namespace: " + errText(err),
+			Fix: "run as root, or where user namespaces come with network privileges"}
 	}
 	name := ifr.Name()
 	if err := setLinkUp(name, mtu); err != nil {

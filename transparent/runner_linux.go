@@ -248,11 +248,24 @@ func startError(err error, root bool) error {
 	case (errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES)) && root:
 		return &UnsupportedError{Why: "not allowed to create network namespaces (" + errText(err) + ")",
 			Fix: "run where that is allowed (in a container: --cap-add SYS_ADMIN --cap-add NET_ADMIN)"}
+	case errors.Is(err, unix.EPERM) && appArmorRestrictsUserNamespaces():
+		return appArmorError(err)
 	case errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES):
 		return &UnsupportedError{Why: "the kernel refused an unprivileged user namespace (" + errText(err) + ")",
 			Fix: "allow unprivileged user namespaces (sysctl user.max_user_namespaces, kernel.unprivileged_userns_clone), or run as root"}
 	}
 	return fmt.Errorf("transparent mode: start the namespace: %w", err)
+}
+
+// appArmorRestrictsUserNamespaces reports whether AppArmor takes the capabilities of
+// unprivileged user namespaces away (Ubuntu 24.04 and later, by default).
+func appArmorRestrictsUserNamespaces() bool {
+	return readSysctl("/proc/sys/kernel/apparmor_restrict_unprivileged_userns") == "1"
+}
+
+func appArmorError(err error) *UnsupportedError {
+	return &UnsupportedError{Why: "AppArmor restricts unprivileged user namespaces (" + errText(err) + ")",
+		Fix: "allow them (sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0, or an AppArmor profile for tessel-proxy that allows userns), or run as root"}
 }
 
 // errText is an error's innermost text ("permission denied").

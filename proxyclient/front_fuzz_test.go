@@ -33,9 +33,9 @@ func FuzzFront(f *testing.F) {
 		append(append([]byte{}, socksAuth...), 5, 1, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 22),
 		append(append([]byte{}, socksAuth...), 5, 2, 0, 1, 1, 2, 3, 4, 0, 80), // BIND
 		append(append([]byte{}, socksAuth...), 5, 1, 0, 9),                    // unknown ATYP
-		{5, 1, 0},                         // no username/password offered
-		{5, 1, 2, 1, 1, 'x', 1, 'y'},      // wrong credentials
-		{5, 0},                            // no methods
+		{5, 1, 0},                    // no username/password offered
+		{5, 1, 2, 1, 1, 'x', 1, 'y'}, // wrong credentials
+		{5, 0},                       // no methods
 		[]byte("CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n" + auth + "\r\n"),
 		[]byte("CONNECT [::1]:22 HTTP/1.1\r\n" + auth + "\r\n"),
 		[]byte("CONNECT example.com HTTP/1.1\r\n" + auth + "\r\n"),

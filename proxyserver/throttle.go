@@ -21,7 +21,7 @@ const (
 	throttleBaseDelay = 250 * time.Millisecond
 	throttleMaxDelay  = 8 * time.Second
 	throttleForgive   = 30 * time.Second
-	// throttleMaxSources bounds the table (about 200 bytes a source: under 1 MiB). When it
+	// throttleMaxSources bounds the table (about 180 bytes a source: under 1 MiB). When it
 	// is full, a new source takes the place of the one that failed longest ago.
 	throttleMaxSources = 4096
 	// throttleLogInterval is how often the failures of one source are summarised in the

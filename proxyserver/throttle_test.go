@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -216,6 +217,9 @@ func TestThrottleTableIsBounded(t *testing.T) {
 	defer th.stop()
 	now := time.Unix(1e9, 0)
 	n := throttleMaxSources * 3
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
 	for i := range n {
 		src := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), 32)
 		th.failed(src, now.Add(time.Duration(i)*time.Millisecond), discardLogger(), "authentication failed")
@@ -223,7 +227,10 @@ func TestThrottleTableIsBounded(t *testing.T) {
 	if got := th.size(); got > throttleMaxSources {
 		t.Errorf("%d sources failed: the table holds %d, want at most %d", n, got, throttleMaxSources)
 	}
-	t.Logf("%d failing sources: the table holds %d", n, th.size())
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	t.Logf("%d failing sources: the table holds %d, %d KiB of heap (%d bytes a source)", n, th.size(),
+		(int64(after.HeapAlloc)-int64(before.HeapAlloc))>>10, (int64(after.HeapAlloc)-int64(before.HeapAlloc))/int64(th.size()))
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }

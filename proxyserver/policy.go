@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tessel/tessel-proxy/internal/hostport"
 	"github.com/tessel/tessel-proxy/wire"
 )
 
@@ -333,10 +334,7 @@ func (o *ownAddrs) refreshLocked(now time.Time) {
 // as a name: a resolver that hands it to getaddrinfo would otherwise turn it into an address
 // that the policy never saw. An IPv6 literal may come with brackets.
 func ParseHostAddr(host string) (netip.Addr, bool) {
-	h := host
-	if strings.HasPrefix(h, "[") && strings.HasSuffix(h, "]") {
-		h = h[1 : len(h)-1]
-	}
+	h, _ := hostport.Unbracket(host)
 	if addr, err := netip.ParseAddr(h); err == nil {
 		return addr, true
 	}

@@ -81,8 +81,8 @@ func FuzzFront(f *testing.F) {
 
 // fuzzFront is a Front whose Dialer routes everything to a tunnel that cannot connect.
 func fuzzFront(f *testing.F) *Front {
-	cfg := proxyconfig.Config{Host: "127.0.0.1", Port: 9, Idle: time.Minute} // Local: nothing
-	d := NewDialer(cfg, "fuzz-token", nil, WithHandshakeTimeout(time.Second))
+	cfg := proxyconfig.Config{Host: "127.0.0.1", Port: 9, Idle: time.Minute, Token: "fuzz-token"} // Local: nothing
+	d := NewDialer(cfg, nil, WithHandshakeTimeout(time.Second))
 	d.direct.Control = func(string, string, syscall.RawConn) error { return errNoNetwork }
 	front, err := ListenFront(d, "127.0.0.1:0", nil)
 	if err != nil {

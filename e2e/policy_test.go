@@ -55,7 +55,9 @@ func TestDefaultServerRefusesSpecialPurposeRanges(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-		waitForListen(t, ns, fmt.Sprint("127.0.0.1:", port), logs)
+		// serve binds before it generates the certificate; "listening" comes after both.
+		waitFor(t, func() bool { return strings.Contains(logs.String(), "msg=listening") },
+			"serve in %s to say it is listening; its output:\n%s", ns, logs)
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM([]byte(readFile(t, cert))) {
 			t.Fatalf("no certificate in %s", cert)

@@ -11,7 +11,7 @@ import (
 	"testing"
 )
 
-// TestSystemdUnitVerifies checks dist/systemd/tessel-proxy.service with systemd-analyze: the
+// TestSystemdUnitVerifies checks deploy/systemd/tessel-proxy.service with systemd-analyze: the
 // unit must load without a single warning (systemd ignores a misspelt or invalid setting with
 // a warning and exits 0, so a typo would silently drop a protection), every flag of its
 // ExecStart must be one that serve has, and its exposure score is logged. ExecStart points
@@ -25,7 +25,7 @@ func TestSystemdUnitVerifies(t *testing.T) {
 	if err != nil {
 		t.Skip("systemd-analyze not installed (Debian package systemd; scripts/install-deps.sh installs it)")
 	}
-	unit, err := os.ReadFile(filepath.Join("..", "dist", "systemd", "tessel-proxy.service"))
+	unit, err := os.ReadFile(filepath.Join("..", "deploy", "systemd", "tessel-proxy.service"))
 	if err != nil {
 		t.Fatal(err)
 	}

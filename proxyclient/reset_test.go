@@ -39,11 +39,14 @@ func resetTarget(t *testing.T) string {
 func TestDialerReportsTargetResetAsECONNRESET(t *testing.T) {
 	srv := newTestServer(t, testToken)
 	d := newTestDialer(t, srv.config(), testToken)
-	c, err := d.DialEarly(context.Background(), "tcp", resetTarget(t), []byte("g"))
+	c, err := d.DialContext(context.Background(), "tcp", resetTarget(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	if _, err := c.Write([]byte("g")); err != nil {
+		t.Fatal(err)
+	}
 	c.SetReadDeadline(time.Now().Add(20 * time.Second))
 	n, err := io.Copy(io.Discard, c)
 	if !errors.Is(err, syscall.ECONNRESET) {

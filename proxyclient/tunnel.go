@@ -431,13 +431,13 @@ func (m *manager) tryStream(ctx context.Context, target string, buf []byte) (c *
 		return nil, false, ctx.Err()
 	}
 	if err != nil {
-		reset := errors.Is(err, yamux.ErrConnectionReset)
-		if reset {
+		refused := errors.Is(err, yamux.ErrConnectionReset) && goneAway(t.sess)
+		if refused {
 			m.retire(t)
 		}
 		err = c.mapErr("read", err)
 		c.Close()
-		return nil, reset, err
+		return nil, refused, err
 	}
 	if err := reply.Err(); err != nil {
 		c.Close()
@@ -445,6 +445,21 @@ func (m *manager) tryStream(ctx context.Context, target string, buf []byte) (c *
 	}
 	st.SetDeadline(time.Time{})
 	return c, false, nil
+}
+
+// goneAway reports whether the proxy has sent sess a GoAway. A stream reset before its reply
+// was read is safe to retry only then: yamux resets the streams that reach a session after its
+// GoAway, without the proxy acting on them; any other reset comes from the proxy after it
+// dialed (the target reset the connection at once), and the reply it had sent is lost with
+// the reset. yamux tells of a GoAway only by refusing to open a stream; a stream that does
+// open is closed again unused (the proxy reads no request on it and closes it).
+func goneAway(sess *yamux.Session) bool {
+	st, err := sess.OpenStream()
+	if err == nil {
+		st.Close()
+		return false
+	}
+	return errors.Is(err, yamux.ErrRemoteGoAway)
 }
 
 // streamConn is a proxied connection: one yamux stream.

@@ -112,19 +112,14 @@ func (r *Resetter) Reset(id uint32) {
 	}()
 }
 
-// ResetStream ends st with a reset: RST for it (see Reset), then its own Close, then it drops
-// what st has buffered and not been read, which nobody will read now. The stream itself stays
-// in the session until the session's StreamCloseTimeout, as yamux keeps a stream it closed
-// until the peer's FIN, which never comes for a reset stream.
+// ResetStream ends st with a reset: RST for it (see Reset), then its own Close, and a read
+// deadline that has passed, so that a read of st blocked elsewhere returns. It does not read
+// st itself: two reads of one yamux stream at once can deadlock inside yamux. What st has
+// buffered and nobody read stays, with the stream, until the session's StreamCloseTimeout,
+// as yamux keeps a stream it closed until the peer's FIN, which never comes for a reset one.
 func (r *Resetter) ResetStream(st *yamux.Stream) {
 	r.Reset(st.StreamID())
 	st.Close()
 	_ = st.SetReadDeadline(time.Now())
-	var scratch [4096]byte
-	for {
-		if _, err := st.Read(scratch[:]); err != nil {
-			break
-		}
-	}
 	st.Shrink()
 }

@@ -139,4 +139,3 @@ func TestIdentityBudgetBoundsServerMemory(t *testing.T) {
 		t.Fatalf("the refusal is not a wire.Error: %v", refused.Err())
 	}
 }
-

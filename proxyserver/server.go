@@ -289,6 +289,8 @@ func (t *tunnel) drain() {
 // goAway sends sess a GoAway without waiting for it to leave: behind a client that stopped
 // reading it would wait for yamux's write timeout, and Shutdown drains every tunnel in turn.
 func (t *tunnel) goAway(sess *yamux.Session) {
+	// yamux resets the streams a client opens from now on without queuing them for accept.
+	t.mux.SetAcceptQueue(0)
 	t.s.wg.Add(1)
 	go func() {
 		defer t.s.wg.Done()

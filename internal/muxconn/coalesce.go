@@ -197,7 +197,10 @@ func (c *Conn) Read(p []byte) (int, error) {
 	if pending {
 		// Stop at the end of this frame, so that the next Read starts between frames.
 		if c.bodyLeft > 0 {
-			p = p[:min(len(p), int(c.bodyLeft))]
+			// In uint64: a peer's length may not fit an int on 32-bit machines.
+			if uint64(len(p)) > uint64(c.bodyLeft) {
+				p = p[:c.bodyLeft]
+			}
 		} else {
 			p = p[:min(len(p), yamuxHeaderSize-c.hdrSeen)]
 		}
@@ -212,8 +215,8 @@ func (c *Conn) Read(p []byte) (int, error) {
 func (c *Conn) track(b []byte) {
 	for len(b) > 0 {
 		if c.bodyLeft > 0 {
-			k := min(uint32(len(b)), c.bodyLeft)
-			c.bodyLeft -= k
+			k := min(uint64(len(b)), uint64(c.bodyLeft))
+			c.bodyLeft -= uint32(k)
 			b = b[k:]
 			continue
 		}
@@ -257,7 +260,9 @@ func (c *Conn) ResetStream(id uint32) {
 // peer opened wait to be accepted (the session's owner calls Accepted for each stream it
 // accepts), so that a peer cannot make the session buffer data for more than n streams
 // nobody has taken yet: yamux queues up to its AcceptBacklog of them, each with up to
-// 256 KiB its peer may send before any answer. 0, the default, means no limit.
+// 256 KiB its peer may send before any answer. 0, the default, means no limit. Set it to
+// 0 once the session has sent a GoAway: yamux then refuses new streams itself, without
+// queuing them, and they are never accepted.
 func (c *Conn) SetAcceptQueue(n int) {
 	c.rmu.Lock()
 	c.acceptMax = n

@@ -69,8 +69,9 @@ func TestCloseDoesNotWaitForABlockedWrite(t *testing.T) {
 	}
 }
 
-// yamuxPair runs a yamux client over a plain connection and a yamux server over a Conn.
-func yamuxPair(t *testing.T) (client *yamux.Session, server *yamux.Session, mc *Conn) {
+// yamuxOverConn runs a yamux client over a plain connection and a yamux server over a Conn,
+// which it returns too.
+func yamuxOverConn(t *testing.T) (client *yamux.Session, server *yamux.Session, mc *Conn) {
 	t.Helper()
 	a, b := net.Pipe()
 	cfg := yamux.DefaultConfig()
@@ -92,7 +93,7 @@ func yamuxPair(t *testing.T) (client *yamux.Session, server *yamux.Session, mc *
 // TestResetStreamDropsTheStreamFromTheSession: after ResetStream the server's session holds
 // the stream no more, and discards what the client still sends on it; other streams go on.
 func TestResetStreamDropsTheStreamFromTheSession(t *testing.T) {
-	client, server, mc := yamuxPair(t)
+	client, server, mc := yamuxOverConn(t)
 	doomed, err := client.OpenStream()
 	if err != nil {
 		t.Fatal(err)
@@ -132,7 +133,7 @@ func TestResetStreamDropsTheStreamFromTheSession(t *testing.T) {
 // TestAcceptQueueHoldsBackNewStreams: with an accept queue of 2, the session gets a third
 // new stream only once one of the first two is accepted.
 func TestAcceptQueueHoldsBackNewStreams(t *testing.T) {
-	client, server, mc := yamuxPair(t)
+	client, server, mc := yamuxOverConn(t)
 	mc.SetAcceptQueue(2)
 	for i := range 3 {
 		go func() {

@@ -10,8 +10,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/yamux"
-	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 
 	"github.com/tessel/tessel-proxy/wire"
 )
@@ -125,13 +123,19 @@ func startDownloads(t *testing.T, sess *yamux.Session, host string, port uint16,
 	started.Wait()
 }
 
-// gaugeValue reads a gauge's current value.
-func gaugeValue(g prometheus.Gauge) float64 {
-	var m dto.Metric
-	if err := g.Write(&m); err != nil {
-		return -1
+// gauge reads the value of the server's gauge called name.
+func (h *harness) gauge(name string) float64 {
+	mfs, err := h.reg.Gather()
+	if err != nil {
+		h.t.Fatal(err)
 	}
-	return m.GetGauge().GetValue()
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.GetMetric()) == 1 {
+			return mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	h.t.Fatalf("no gauge %s", name)
+	return 0
 }
 
 // waitFor polls cond until it holds or limit passes, and returns how long it took and
@@ -169,11 +173,11 @@ func TestClientThatStopsReadingIsDroppedWithinKeepalive(t *testing.T) {
 	conn.stopReading()
 	bound := interval + writeTimeout
 	took, ok := waitFor(bound+5*time.Second, func() bool {
-		return gaugeValue(h.srv.m.tunnelsOpen) == 0 && gaugeValue(h.srv.m.streamsOpen) == 0 && targets.Load() == 0
+		return h.gauge("tessel_proxy_tunnels_open") == 0 && h.gauge("tessel_proxy_streams_open") == 0 && targets.Load() == 0
 	})
 	if !ok {
 		t.Fatalf("%v after the client stopped reading: %v tunnels, %v streams and %d target connections still open; want none within the keepalive bound %v",
-			took.Round(time.Millisecond), gaugeValue(h.srv.m.tunnelsOpen), gaugeValue(h.srv.m.streamsOpen), targets.Load(), bound)
+			took.Round(time.Millisecond), h.gauge("tessel_proxy_tunnels_open"), h.gauge("tessel_proxy_streams_open"), targets.Load(), bound)
 	}
 	t.Logf("tunnel, 16 streams and their targets released %v after the client stopped reading (keepalive bound %v)", took.Round(time.Millisecond), bound)
 }

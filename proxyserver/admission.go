@@ -2,7 +2,6 @@ package proxyserver
 
 import (
 	"math/rand/v2"
-	"net"
 	"net/netip"
 	"sync"
 )
@@ -10,7 +9,8 @@ import (
 // admission decides, at accept, whether a new connection may start its handshake. It
 // counts the connections in their handshake (accepted, not yet authenticated) in all and
 // per source, and drops new ones as sshd's MaxStartups does: all of them past max, some of
-// them at random from dropStart on, and those of a source that already has perSource.
+// them at random from dropStart on, and those of a source (sourceOf) that already has
+// perSource.
 type admission struct {
 	max, perSource      int
 	dropStart, dropRate int
@@ -19,7 +19,7 @@ type admission struct {
 
 	mu       sync.Mutex
 	total    int
-	bySource map[netip.Addr]int
+	bySource map[netip.Prefix]int
 }
 
 func newAdmission(cfg Config) *admission {
@@ -29,29 +29,13 @@ func newAdmission(cfg Config) *admission {
 		dropStart: cfg.HandshakeDropStart,
 		dropRate:  cfg.HandshakeDropRate,
 		chance:    func() int { return rand.IntN(100) },
-		bySource:  make(map[netip.Addr]int),
+		bySource:  make(map[netip.Prefix]int),
 	}
-}
-
-// sourceOf is the source a connection counts against: its IPv4 address, or the /64 of its
-// IPv6 address (one host commonly holds a whole /64). ok is false for addresses that are
-// not IP (a unix socket in tests): those share one source.
-func sourceOf(addr net.Addr) netip.Addr {
-	tcp, ok := addr.(*net.TCPAddr)
-	if !ok {
-		return netip.Addr{}
-	}
-	ip := tcp.AddrPort().Addr().Unmap()
-	if ip.Is6() {
-		p, _ := ip.Prefix(64)
-		return p.Addr()
-	}
-	return ip
 }
 
 // admit reports whether a connection from src may start its handshake, and if not, the
 // result label that says why. An admitted connection must be released with done.
-func (a *admission) admit(src netip.Addr) (ok bool, result string) {
+func (a *admission) admit(src netip.Prefix) (ok bool, result string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	switch {
@@ -77,7 +61,7 @@ func (a *admission) dropChance() int {
 }
 
 // done releases a connection admitted from src: its handshake ended, either way.
-func (a *admission) done(src netip.Addr) {
+func (a *admission) done(src netip.Prefix) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.total--

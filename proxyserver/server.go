@@ -29,9 +29,11 @@ var ErrServerClosed = errors.New("proxyserver: server closed")
 
 // Server serves tunnels. Create it with New; it may Serve several listeners at once.
 type Server struct {
-	cfg Config
-	m   *metrics
-	log *slog.Logger
+	cfg      Config
+	m        *metrics
+	log      *slog.Logger
+	throttle *authThrottle // failed authentications per source
+	own      *ownAddrs     // this machine's addresses, refused as targets
 
 	// ctx is cancelled by Close (and by Shutdown when its context ends), which aborts
 	// authentications and dials in flight.
@@ -54,7 +56,7 @@ type Server struct {
 // warnHandshakeLimit logs that connections are being dropped at MaxHandshakes, at most once
 // a minute: in a flood, one line per dropped connection would flood the log as well (the
 // metric counts every one).
-func (s *Server) warnHandshakeLimit(result string, src netip.Addr) {
+func (s *Server) warnHandshakeLimit(result string, src netip.Prefix) {
 	now := time.Now().Unix()
 	last := s.limitWarned.Load()
 	if now-last < 60 || !s.limitWarned.CompareAndSwap(last, now) {
@@ -62,7 +64,7 @@ func (s *Server) warnHandshakeLimit(result string, src netip.Addr) {
 	}
 	s.log.Warn("dropping new connections: too many handshakes in progress",
 		"in_progress", s.admission.inProgress(), "max_handshakes", s.cfg.MaxHandshakes,
-		"max_per_source", s.cfg.MaxHandshakesPerSource, "source", src.String(), "reason", result,
+		"max_per_source", s.cfg.MaxHandshakesPerSource, "source", describeSource(src), "reason", result,
 		"metric", "tessel_proxy_tunnels_total{result=~\"handshake_limit|source_limit|early_drop\"}")
 }
 
@@ -82,6 +84,8 @@ func New(cfg Config) (*Server, error) {
 		cfg:       cfg,
 		m:         m,
 		log:       cfg.Logger,
+		throttle:  newAuthThrottle(cfg.Logger),
+		own:       newOwnAddrs(net.InterfaceAddrs, cfg.Logger),
 		ctx:       ctx,
 		cancel:    cancel,
 		listeners: make(map[net.Listener]struct{}),
@@ -203,6 +207,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		if s.closeIdleTunnels() {
 			s.wg.Wait()
 			s.cancel()
+			s.throttle.stop()
 			return nil
 		}
 		select {
@@ -245,6 +250,7 @@ func (s *Server) Close() error {
 	}
 	s.mu.Unlock()
 	s.wg.Wait()
+	s.throttle.stop()
 	return nil
 }
 
@@ -253,7 +259,7 @@ type tunnel struct {
 	s      *Server
 	id     uint64
 	raw    net.Conn
-	source netip.Addr // what admission counts it against
+	source netip.Prefix // what admission and the auth throttle count it against (sourceOf)
 	log    *slog.Logger
 
 	mux *muxconn.Conn // under session; set before session
@@ -448,15 +454,24 @@ func (t *tunnel) handshake(start time.Time, remote string) (Identity, net.Conn, 
 			Message: fmt.Sprintf("this server speaks wire version %d, the client %d: upgrade the older one", wire.Version, hello.Version)})
 		return fail(resultBadVersion, stageHello)
 	}
+	// A source that failed too often waits for its turn, or is refused unchecked.
+	src := t.source
+	if err := s.throttle.wait(ctx, src); err != nil {
+		if errors.As(err, new(*throttledError)) {
+			_ = wire.WriteReply(conn, wire.Reply{Status: wire.StatusAuthFailed, Message: err.Error()})
+			return fail(resultAuthThrottled, stageAuth)
+		}
+		return fail(resultHandshakeFailed, stageAuth)
+	}
 	ident, err := s.cfg.Authenticator.Authenticate(ctx, hello.Token)
 	hello.Token = ""
 	if err != nil {
-		t.log.Warn("authentication failed", "remote", remote, "err", err)
+		s.throttle.failed(src, time.Now(), t.log, "authentication failed", "remote", remote, "err", err)
 		_ = wire.WriteReply(conn, wire.Reply{Status: wire.StatusAuthFailed, Message: "token refused: check PROXY_TOKEN or log in again"})
 		return fail(resultAuthFailed, stageAuth)
 	}
 	if !ident.Expiry.IsZero() && !ident.Expiry.After(time.Now()) {
-		t.log.Warn("authentication failed", "remote", remote, "subject", ident.Subject, "err", "token expired")
+		s.throttle.failed(src, time.Now(), t.log, "authentication failed", "remote", remote, "subject", ident.Subject, "err", "token expired")
 		_ = wire.WriteReply(conn, wire.Reply{Status: wire.StatusAuthFailed, Message: "token expired: log in again"})
 		return fail(resultAuthFailed, stageAuth)
 	}

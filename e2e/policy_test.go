@@ -24,7 +24,7 @@ import (
 
 // TestDefaultServerRefusesSpecialPurposeRanges runs a default `serve` (no --dev, no
 // --allow) in a network namespace of its own that has loopback only, and asks it, as a
-// client speaking wire/spec.md, for a target in each range that issue 9 found relayed, and
+// client speaking wire/spec.md, for a target in each range that a review found relayed, and
 // in others the IANA registries call not globally reachable. Each must be refused by the
 // policy (StatusDenied). A range wrongly allowed fails locally: the server's dial finds no
 // route (StatusUnreachable) and nothing leaves the machine. Two controls show the test can
@@ -68,7 +68,7 @@ func TestDefaultServerRefusesSpecialPurposeRanges(t *testing.T) {
 	}
 
 	deny := []string{
-		// Found relayed by a default server (issue 9).
+		// Found relayed by a default server (in a review).
 		"192.0.0.1", "198.18.0.1", "198.19.255.254", "192.0.2.1", "198.51.100.1", "203.0.113.1", "2001:db8::1",
 		// Others not globally reachable, and what the old list already refused.
 		"192.0.0.8", "192.88.99.1", "240.0.0.1", "2001:2::1", "3fff::1", "100::1", "64:ff9b::c000:201",

@@ -10,15 +10,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/yamux"
-	"golang.org/x/sys/unix"
 
 	"github.com/tessel/tessel-proxy/internal/syncbuf"
+	"github.com/tessel/tessel-proxy/internal/testnetns"
 	"github.com/tessel/tessel-proxy/wire"
 )
 
@@ -103,34 +102,17 @@ func TestDefaultServerRefusesSpecialPurposeRanges(t *testing.T) {
 // nsTunnel connects from inside ns to addr, authenticates and starts a yamux session.
 func nsTunnel(t *testing.T, ns, addr string, roots *x509.CertPool, token string) *yamux.Session {
 	t.Helper()
-	type result struct {
-		conn net.Conn
-		err  error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		// Never unlocked: the thread, moved into ns, ends with this goroutine. The socket
-		// stays in ns.
-		runtime.LockOSThread()
-		fd, err := unix.Open("/run/netns/"+ns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			ch <- result{err: err}
-			return
-		}
-		defer unix.Close(fd)
-		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
-			ch <- result{err: err}
-			return
-		}
-		c, err := net.DialTimeout("tcp", addr, 10*time.Second)
-		ch <- result{c, err}
-	}()
-	r := <-ch
-	if r.err != nil {
-		t.Fatalf("connect to %s in %s: %v", addr, ns, r.err)
+	// The socket stays in ns.
+	var raw net.Conn
+	err := testnetns.Do(ns, func() (err error) {
+		raw, err = net.DialTimeout("tcp", addr, 10*time.Second)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("connect to %s in %s: %v", addr, ns, err)
 	}
 	host, _, _ := strings.Cut(addr, ":")
-	conn := tls.Client(r.conn, &tls.Config{RootCAs: roots, ServerName: host, MinVersion: tls.VersionTLS12})
+	conn := tls.Client(raw, &tls.Config{RootCAs: roots, ServerName: host, MinVersion: tls.VersionTLS12})
 	t.Cleanup(func() { conn.Close() })
 	_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
 	if err := wire.WriteHello(conn, wire.Hello{Version: wire.Version, Token: token}); err != nil {

@@ -42,6 +42,7 @@ type tunnel struct {
 	id       int
 	sess     *yamux.Session
 	raw      net.Conn // the TCP connection under TLS and the session
+	mux      *muxconn.Conn
 	resets   *wire.Resetter
 	active   int         // connections handed out and not yet closed
 	idleStop func() bool // non-nil while the idle timer is armed
@@ -234,13 +235,14 @@ func (m *manager) handshake(ctx context.Context, addr, token string) (*tunnel, e
 		return nil, fmt.Errorf("%s: %w", addr, err)
 	}
 	tc.SetDeadline(time.Time{})
-	resets := wire.NewResetter(muxconn.NewConn(tc))
+	mux := muxconn.NewConn(tc)
+	resets := wire.NewResetter(mux)
 	sess, err := yamux.Client(resets, m.muxConfig)
 	if err != nil {
 		tc.Close()
 		return nil, fmt.Errorf("tunnel to %s: %w", addr, err)
 	}
-	return &tunnel{sess: sess, raw: raw, resets: resets}, nil
+	return &tunnel{sess: sess, raw: raw, mux: mux, resets: resets}, nil
 }
 
 func (m *manager) handshakeErr(ctx context.Context, addr string, err error) error {
@@ -540,6 +542,8 @@ func (c *streamConn) Close() error {
 	var err error
 	if c.abort.Load() {
 		c.t.resets.ResetStream(c.Stream)
+		// yamux would keep the stream, buffer and all, until StreamCloseTimeout.
+		c.t.mux.ResetStream(c.Stream.StreamID())
 	} else {
 		err = c.Stream.Close()
 	}

@@ -114,9 +114,10 @@ func (r *Resetter) Reset(id uint32) {
 
 // ResetStream ends st with a reset: RST for it (see Reset), then its own Close, and a read
 // deadline that has passed, so that a read of st blocked elsewhere returns. It does not read
-// st itself: two reads of one yamux stream at once can deadlock inside yamux. What st has
-// buffered and nobody read stays, with the stream, until the session's StreamCloseTimeout,
-// as yamux keeps a stream it closed until the peer's FIN, which never comes for a reset one.
+// st itself: two reads of one yamux stream at once can deadlock inside yamux. yamux keeps a
+// stream it closed, with what it has buffered, until the peer's FIN, which never comes for a
+// reset stream, or until StreamCloseTimeout: a caller that can also drops st from its own
+// session (internal/muxconn's Conn.ResetStream).
 func (r *Resetter) ResetStream(st *yamux.Stream) {
 	r.Reset(st.StreamID())
 	st.Close()

@@ -2,8 +2,6 @@ package proxyclient
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -126,7 +124,7 @@ func (m *manager) open(ctx context.Context, h *handshake) {
 	defer m.wg.Done()
 	defer h.cancel()
 	addr := m.d.ProxyAddr()
-	m.d.log.Debug("tunnel opening", "proxy", addr)
+	m.d.log.Debug("tunnel opening", "proxy", m.d.Transport())
 	start := time.Now()
 	sess, local, err := m.handshake(ctx, addr)
 
@@ -165,23 +163,12 @@ func (m *manager) open(ctx context.Context, h *handshake) {
 	go m.watch(t)
 }
 
-// handshake dials the proxy, verifies it, authenticates and starts yamux.
+// handshake connects to the proxy (transport: TCP or an upstream proxy's CONNECT, TLS,
+// perhaps a WebSocket), authenticates and starts yamux.
 func (m *manager) handshake(ctx context.Context, addr string) (*yamux.Session, net.Addr, error) {
-	cfg := m.d.cfg
-	raw, err := m.d.direct.DialContext(ctx, "tcp", addr)
+	tc, local, err := m.d.transport(m.handshakeTimeout).dial(ctx)
 	if err != nil {
-		return nil, nil, m.handshakeErr(ctx, addr, err)
-	}
-	tc := tls.Client(raw, &tls.Config{ServerName: cfg.Host, RootCAs: cfg.RootCAs, MinVersion: tls.VersionTLS12})
-	if err := tc.HandshakeContext(ctx); err != nil {
-		raw.Close()
-		var verr *tls.CertificateVerificationError
-		var uerr x509.UnknownAuthorityError
-		var herr x509.HostnameError
-		if errors.As(err, &verr) || errors.As(err, &uerr) || errors.As(err, &herr) {
-			return nil, nil, fmt.Errorf("%s: %w: %v", addr, ErrProxyUntrusted, err)
-		}
-		return nil, nil, m.handshakeErr(ctx, addr, fmt.Errorf("TLS handshake: %w", err))
+		return nil, nil, err
 	}
 	if dl, ok := ctx.Deadline(); ok {
 		tc.SetDeadline(dl)
@@ -212,7 +199,7 @@ func (m *manager) handshake(ctx context.Context, addr string) (*yamux.Session, n
 		tc.Close()
 		return nil, nil, fmt.Errorf("tunnel to %s: %w", addr, err)
 	}
-	return sess, raw.LocalAddr(), nil
+	return sess, local, nil
 }
 
 func (m *manager) handshakeErr(ctx context.Context, addr string, err error) error {

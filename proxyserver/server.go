@@ -40,6 +40,7 @@ type Server struct {
 	closing   bool
 	listeners map[net.Listener]struct{}
 	tunnels   map[*tunnel]struct{}
+	web       *webFront // WebSocket tunnels (ws.go)
 	wg        sync.WaitGroup // one per tunnel goroutine
 
 	lastTunnelID atomic.Uint64
@@ -72,7 +73,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Server{
+	s := &Server{
 		cfg:       cfg,
 		m:         m,
 		log:       cfg.Logger,
@@ -80,7 +81,9 @@ func New(cfg Config) (*Server, error) {
 		cancel:    cancel,
 		listeners: make(map[net.Listener]struct{}),
 		tunnels:   make(map[*tunnel]struct{}),
-	}, nil
+	}
+	s.web = newWebFront(s)
+	return s, nil
 }
 
 // Serve accepts TCP connections on ln and serves each as a tunnel: TLS handshake, Hello,
@@ -123,34 +126,50 @@ func (s *Server) Serve(ln net.Listener) error {
 			continue
 		}
 		backoff = 0
-		if s.handshaking.Load() >= int64(s.cfg.MaxHandshakes) {
-			// Past the limit a connection costs nothing but this: a flood of clients that
-			// never authenticate cannot hold more than MaxHandshakes handshakes' worth.
-			s.m.tunnelsTotal.WithLabelValues(resultHandshakeLimit).Inc()
-			s.warnHandshakeLimit()
-			conn.Close()
+		t := s.admit(conn, sourceOfConn(conn), true)
+		if t == nil {
+			if s.isClosing() {
+				return ErrServerClosed
+			}
 			continue
 		}
-		s.handshaking.Add(1)
-		t := &tunnel{
-			s:       s,
-			id:      s.lastTunnelID.Add(1),
-			raw:     conn,
-			targets: make(map[net.Conn]struct{}),
-		}
-		t.log = s.log.With("tunnel", t.id)
-		s.mu.Lock()
-		if s.closing {
-			s.mu.Unlock()
-			s.handshaking.Add(-1)
-			conn.Close()
-			return ErrServerClosed
-		}
-		s.tunnels[t] = struct{}{}
-		s.wg.Add(1)
-		s.mu.Unlock()
 		go t.serve()
 	}
+}
+
+// admit registers a new connection from src as a tunnel in its handshake, or closes it and
+// returns nil when a limit says no or the server is closing. needTLS says whether conn is
+// the raw connection from a TLS listener (else a WebSocket, TLS done in front).
+func (s *Server) admit(conn net.Conn, src source, needTLS bool) *tunnel {
+	if s.handshaking.Load() >= int64(s.cfg.MaxHandshakes) {
+		// Past the limit a connection costs nothing but this: a flood of clients that
+		// never authenticate cannot hold more than MaxHandshakes handshakes' worth.
+		s.m.tunnelsTotal.WithLabelValues(resultHandshakeLimit).Inc()
+		s.warnHandshakeLimit()
+		conn.Close()
+		return nil
+	}
+	s.handshaking.Add(1)
+	t := &tunnel{
+		s:       s,
+		id:      s.lastTunnelID.Add(1),
+		raw:     conn,
+		src:     src,
+		needTLS: needTLS,
+		targets: make(map[net.Conn]struct{}),
+	}
+	t.log = s.log.With("tunnel", t.id)
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		s.handshaking.Add(-1)
+		conn.Close()
+		return nil
+	}
+	s.tunnels[t] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	return t
 }
 
 func (s *Server) isClosing() bool {
@@ -162,12 +181,14 @@ func (s *Server) isClosing() bool {
 // beginClose stops every listener and returns the tunnels open at that moment.
 func (s *Server) beginClose() []*tunnel {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.closing = true
 	for ln := range s.listeners {
 		ln.Close()
 	}
-	return s.tunnelsLocked()
+	tunnels := s.tunnelsLocked()
+	s.mu.Unlock()
+	s.web.close()
+	return tunnels
 }
 
 // tunnelsLocked returns the tunnels open now. Called with s.mu held.
@@ -244,6 +265,10 @@ type tunnel struct {
 	id  uint64
 	raw net.Conn
 	log *slog.Logger
+	src source // who it comes from, for logs and per-source limits
+
+	needTLS   bool // raw is from a TLS listener: the handshake starts with TLS
+	handedOff bool // raw turned out to carry HTTP and went to the WebSocket endpoint
 
 	mu       sync.Mutex
 	session  *yamux.Session // nil until authenticated
@@ -314,9 +339,12 @@ func (t *tunnel) serve() {
 		s.wg.Done()
 	}()
 	start := time.Now()
-	remote := t.raw.RemoteAddr().String()
+	remote := t.src.Remote
 
 	ident, conn, ok := t.handshake(start.Add(s.cfg.HandshakeTimeout), remote)
+	if t.handedOff {
+		return // the connection and its handshake slot now belong to the HTTP server
+	}
 	s.handshaking.Add(-1)
 	if !ok {
 		t.raw.Close()
@@ -387,10 +415,23 @@ func (t *tunnel) handshake(deadline time.Time, remote string) (Identity, net.Con
 	ctx, cancel := context.WithDeadline(s.ctx, deadline)
 	defer cancel()
 
-	conn := tls.Server(t.raw, s.cfg.TLS)
-	if err := conn.HandshakeContext(ctx); err != nil {
-		t.log.Debug("TLS handshake failed", "remote", remote, "err", err)
-		return fail(resultHandshakeFailed, stageTLS)
+	conn := t.raw
+	if t.needTLS {
+		tc := tls.Server(t.raw, s.cfg.TLS)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			t.log.Debug("TLS handshake failed", "remote", remote, "err", err)
+			return fail(resultHandshakeFailed, stageTLS)
+		}
+		var isHTTP bool
+		if conn, isHTTP = sniffHTTP(tc); isHTTP {
+			// A WebSocket upgrade (ws.go): the HTTP server takes the connection, which
+			// comes back as a tunnel once upgraded.
+			if t.raw.SetDeadline(time.Time{}) == nil && s.web.handOver(conn) {
+				t.handedOff = true
+				return Identity{}, nil, false
+			}
+			return fail(resultHandshakeFailed, stageHello)
+		}
 	}
 	hello, err := wire.ReadHello(conn)
 	if err != nil {

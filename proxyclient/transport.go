@@ -184,7 +184,8 @@ func (e *exactReader) Read(p []byte) (int, error) {
 }
 
 func (tr *transport) upstreamBroke(ctx context.Context, err error) error {
-	if ctx.Err() != nil {
+	var ne net.Error
+	if ctx.Err() != nil || errors.As(err, &ne) && ne.Timeout() {
 		return tr.unreachable(ctx, err)
 	}
 	return fmt.Errorf("%w %s: no HTTP answer to CONNECT (is it an HTTP proxy?): %v", ErrUpstreamUnreachable, tr.upstream(), err)
@@ -229,7 +230,9 @@ func (tr *transport) unreachable(ctx context.Context, err error) error {
 	if tr.cfg.Via != nil {
 		via = " via " + tr.upstream()
 	}
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+	// A connection's deadline is the context's: its timeout may be noticed first.
+	var ne net.Error
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
 		return fmt.Errorf("%w %s%s: no answer within %s", ErrProxyUnreachable, tr.addr(), via, tr.timeout)
 	}
 	if errors.Is(ctx.Err(), context.Canceled) {

@@ -40,7 +40,7 @@ type Server struct {
 	closing   bool
 	listeners map[net.Listener]struct{}
 	tunnels   map[*tunnel]struct{}
-	web       *webFront // WebSocket tunnels (ws.go)
+	web       *webFront      // WebSocket tunnels (ws.go)
 	wg        sync.WaitGroup // one per tunnel goroutine
 
 	lastTunnelID atomic.Uint64

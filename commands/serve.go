@@ -309,6 +309,9 @@ func checkWebSocketFlags(c *cli.Context, o *ServeOptions) error {
 		}
 		o.WSTrustedProxies = append(o.WSTrustedProxies, p)
 	}
+	if len(o.WSTrustedProxies) == 0 {
+		o.WSTrustedProxies = proxyserver.DefaultTrustedProxies()
+	}
 	if o.WSListen == "" {
 		if c.IsSet("ws-trust-proxy") || c.Bool("ws-listen-insecure") {
 			return usageError("--ws-trust-proxy and --ws-listen-insecure go with --ws-listen")

@@ -161,10 +161,11 @@ func (tr *transport) connect(ctx context.Context, c net.Conn) error {
 	case resp.StatusCode/100 == 2:
 		c.SetDeadline(time.Time{})
 		return nil
-	case resp.StatusCode == http.StatusProxyAuthRequired && tr.cfg.Via.User == nil:
+	// 407 is the standard answer; some proxies (tinyproxy, to wrong credentials) say 401.
+	case (resp.StatusCode == http.StatusProxyAuthRequired || resp.StatusCode == http.StatusUnauthorized) && tr.cfg.Via.User == nil:
 		return fmt.Errorf("%w: %s answered %s; it wants a user and password: %s=http://USER:PASSWORD@%s",
 			ErrUpstreamAuth, tr.upstream(), resp.Status, tr.cfg.ViaSource, tr.cfg.Via.Host)
-	case resp.StatusCode == http.StatusProxyAuthRequired:
+	case resp.StatusCode == http.StatusProxyAuthRequired || resp.StatusCode == http.StatusUnauthorized:
 		return fmt.Errorf("%w: %s answered %s; check the user and password in %s",
 			ErrUpstreamAuth, tr.upstream(), resp.Status, tr.cfg.ViaSource)
 	default:
@@ -212,7 +213,7 @@ func (tr *transport) upgrade(ctx context.Context, tc *tls.Conn) (net.Conn, error
 	if err != nil {
 		where := tr.webSocketURL("wss")
 		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
-			return nil, fmt.Errorf("%s answered %s, not a WebSocket: %w (check the path in PROXY_HOST, serve --ws-path, or the front end's configuration)",
+			return nil, fmt.Errorf("%s answered %s, not a WebSocket upgrade (check the path in PROXY_HOST, serve --ws-path, or the front end's configuration): %w",
 				where, resp.Status, ErrProtocol)
 		}
 		if ctx.Err() != nil {

@@ -46,7 +46,8 @@ func parseHostURL(v string) (host string, port int, path string, err error) {
 		return "", 0, "", varErr(VarHost, "%q is a URL; give the host name alone (the port goes in PROXY_PORT), or wss://host[:port]/path for the tunnel over WebSocket", v)
 	}
 	if u.User != nil || u.RawQuery != "" || u.Fragment != "" {
-		return "", 0, "", varErr(VarHost, "%q: a wss:// PROXY_HOST takes a host, a port and a path only", u.Redacted())
+		shown, _ := maskURLPassword(u.String())
+		return "", 0, "", varErr(VarHost, "%q: a wss:// PROXY_HOST takes a host, a port and a path only", shown)
 	}
 	if host, err = parseHost(u.Hostname()); err != nil {
 		return "", 0, "", varErr(VarHost, "%q: %q is not a host name or IP address", v, u.Hostname())
@@ -89,7 +90,7 @@ func parseUpstreamURL(key, v string) (*url.URL, error) {
 		// url.Parse's error quotes the whole value, password included: say it in our words.
 		return nil, varErr(key, "not an upstream proxy URL; %s", want)
 	}
-	shown := u.Redacted()
+	shown, _ := maskURLPassword(u.String())
 	switch strings.ToLower(u.Scheme) {
 	case "http":
 	case "https", "socks5", "socks5h", "socks4":

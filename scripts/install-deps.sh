@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 
 packages=(
   curl git python3 iproute2 openssl      # clients run through `run`; network namespaces; cert checks
-  nginx-light                            # the target in scripts/bench.sh
+  nginx-light                            # the target in scripts/bench.sh; the reverse proxy in front of serve --ws-listen
+  tinyproxy                              # the upstream HTTP proxy (CONNECT, BasicAuth) of a corporate network
   openssh-server openssh-client busybox  # devices reached over ssh, BusyBox sh on the device
   dbus dbus-x11 gnome-keyring libsecret-tools  # a real Secret Service for the keyring
   zsh fish bash-completion groff-base man-db make  # completions, man pages, make install

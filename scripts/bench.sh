@@ -4,7 +4,9 @@
 #   direct        curl straight to nginx
 #   ssh -D        OpenSSH dynamic forwarding (curl --socks5-hostname), the tool users compare with
 #   run           curl started by `tessel-proxy run`, via `serve --dev`
-# and prints each as a ratio to its baseline. Runs vary by 15-30% from minute to minute: compare
+# and prints each as a ratio to its baseline. A second section compares the tunnel's transports:
+# plain TLS, WebSocket straight to serve (PROXY_HOST=wss://...), and WebSocket through nginx
+# terminating TLS in front of `serve --ws-listen` (dist/nginx/tessel-proxy.conf). Runs vary by 15-30% from minute to minute: compare
 # the ratios, not the absolute numbers. Needs nginx, sshd, curl (scripts/install-deps.sh), root.
 #
 #   scripts/bench.sh [SIZE_MB] [REQUESTS]      defaults: 400 500
@@ -19,6 +21,7 @@ pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   [[ -f $work/nginx.pid ]] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
+  [[ -f $work/nginx-ws.pid ]] && kill "$(cat "$work/nginx-ws.pid")" 2>/dev/null || true
   wait 2>/dev/null || true
   rm -rf "$work"
 }
@@ -113,3 +116,51 @@ awk -v d="$direct_bw" -v s="$ssh_bw" -v r="$run_bw" -v dq="$direct_rq" -v sq="$s
   printf "  %-8s %8d us/request   %.2f x direct\n", "ssh -D", sq, sq/dq
   printf "  %-8s %8d us/request   %.2f x direct   %.2f x ssh -D\n", "run", rq, rq/dq, rq/sq
 }'
+
+# The tunnel's transports, in the same conditions: a second `serve --dev` that also listens for
+# WebSocket over plain HTTP, behind nginx with the configuration the README documents.
+websocket_transport() {
+  local ws_port tls_port
+  ws_port=$(free_port)
+  tls_port=$(free_port)
+  "$work/tessel-proxy" serve --dev --dir "$work/dev" --ws-listen "127.0.0.1:$ws_port" >"$work/dev-ws.env" 2>"$work/serve-ws.log" &
+  pids+=($!)
+  for _ in $(seq 100); do grep -q '^export PROXY_LOCAL' "$work/dev-ws.env" && break; sleep 0.1; done
+  set -a; source "$work/dev-ws.env"; set +a
+  wait_port "$ws_port"
+  mkdir -p "$work/www-ws"
+  sed -e "s|listen 443 ssl;|listen 127.0.0.1:$tls_port ssl;|" -e "s|listen \[::\]:443 ssl;||" \
+    -e "s|/etc/letsencrypt/live/proxy.example.net/fullchain.pem|$work/dev/cert.pem|" \
+    -e "s|/etc/letsencrypt/live/proxy.example.net/privkey.pem|$work/dev/key.pem|" \
+    -e "s|http://127.0.0.1:8080;|http://127.0.0.1:$ws_port;|" -e "s|root /var/www/html;|root $work/www-ws;|" \
+    dist/nginx/tessel-proxy.conf >"$work/tessel-proxy-nginx.conf"
+  cat >"$work/nginx-ws.conf" <<CONF
+daemon on; pid $work/nginx-ws.pid; error_log $work/nginx-ws.err; worker_processes 1;
+events { worker_connections 1024; }
+http { access_log off; include $work/tessel-proxy-nginx.conf; }
+CONF
+  nginx -c "$work/nginx-ws.conf"
+  wait_port "$tls_port"
+
+  local tls_bw wss_bw nginx_bw tls_rq wss_rq nginx_rq
+  local wss="PROXY_HOST=wss://127.0.0.1:$PROXY_PORT/tunnel"
+  local via_nginx="PROXY_HOST=wss://127.0.0.1:$tls_port/tunnel"
+  tls_bw=$(throughput "$work/tessel-proxy" run -- curl)
+  wss_bw=$(throughput env "$wss" "$work/tessel-proxy" run -- curl)
+  nginx_bw=$(throughput env "$via_nginx" PROXY_PORT= "$work/tessel-proxy" run -- curl)
+  tls_rq=$(per_request "$work/tessel-proxy" run -- curl)
+  wss_rq=$(per_request env "$wss" "$work/tessel-proxy" run -- curl)
+  nginx_rq=$(per_request env "$via_nginx" PROXY_PORT= "$work/tessel-proxy" run -- curl)
+  awk -v t="$tls_bw" -v w="$wss_bw" -v x="$nginx_bw" -v tq="$tls_rq" -v wq="$wss_rq" -v xq="$nginx_rq" \
+    -v mb="$size_mb" -v n="$requests" 'BEGIN {
+  printf "WebSocket transport: run, %d MiB download (best of 3)\n", mb
+  printf "  %-12s %8.0f MB/s\n", "tls", t/1e6
+  printf "  %-12s %8.0f MB/s   %.2f x tls\n", "wss", w/1e6, w/t
+  printf "  %-12s %8.0f MB/s   %.2f x tls\n", "wss (nginx)", x/1e6, x/t
+  printf "WebSocket transport: run, new connection, %d sequential requests (best of 3)\n", n
+  printf "  %-12s %8d us/request\n", "tls", tq
+  printf "  %-12s %8d us/request   %.2f x tls\n", "wss", wq, wq/tq
+  printf "  %-12s %8d us/request   %.2f x tls\n", "wss (nginx)", xq, xq/tq
+}'
+}
+websocket_transport

@@ -9,6 +9,6 @@ import (
 )
 
 func main() {
-	io := commands.IO{In: os.Stdin, Out: os.Stdout, Err: os.Stderr, LookupEnv: os.LookupEnv}
+	io := commands.IO{In: os.Stdin, Out: os.Stdout, Err: os.Stderr, LookupEnv: os.LookupEnv, Environ: os.Environ}
 	os.Exit(commands.Main(io, os.Args))
 }

@@ -16,6 +16,10 @@ type IO struct {
 	In        io.Reader
 	Out, Err  io.Writer
 	LookupEnv func(key string) (string, bool)
+	// Environ returns the whole environment, as os.Environ does: what `run` passes on to
+	// its program. It must agree with LookupEnv. nil: the program gets no variables but
+	// the ones `run` sets.
+	Environ func() []string
 }
 
 // Getenv returns the value of key, or "" when unset.

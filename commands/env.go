@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"regexp"
 	"sort"
 	"strings"
@@ -136,12 +134,6 @@ func lastOf(lists ...[]string) string {
 	return v
 }
 
-// envAssignment is one KEY=VALUE to store, and where the value came from (for messages).
-type envAssignment struct {
-	key, value, from string
-	content          bool // the value is the whole content of a file or of stdin
-}
-
 func runEnvSet(ctx context.Context, o *EnvSetOptions) error {
 	if len(o.Args) == 0 && o.FromFile == "" && !o.FromLogin {
 		return usageError("env set: nothing to set; give KEY=VALUE, KEY=@FILE, KEY -, --from-file FILE or --from-login")
@@ -150,69 +142,10 @@ func runEnvSet(ctx context.Context, o *EnvSetOptions) error {
 	if err != nil {
 		return err
 	}
-	var list []envAssignment
-	stdinUsed := false
-	readStdin := func(what string) ([]byte, error) {
-		if stdinUsed {
-			return nil, usageError("env set: only one value can come from stdin (%s)", what)
-		}
-		stdinUsed = true
-		if o.IO.In == nil {
-			return nil, usageError("env set: %s: no stdin", what)
-		}
-		return io.ReadAll(o.IO.In)
-	}
-
-	if o.FromFile != "" {
-		var text []byte
-		if o.FromFile == "-" {
-			text, err = readStdin("--from-file -")
-		} else {
-			text, err = os.ReadFile(o.FromFile)
-		}
-		if err != nil {
-			return usageError("--from-file: %v", err)
-		}
-		vars, err := deviceenv.ParseEnv(text)
-		if err != nil {
-			return usageError("--from-file %s: %v", o.FromFile, err)
-		}
-		keys := make([]string, 0, len(vars))
-		for k := range vars {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
-			list = append(list, envAssignment{k, vars[k], o.FromFile, false})
-		}
-	}
-
-	for i := 0; i < len(o.Args); i++ {
-		a := o.Args[i]
-		key, value, hasEq := strings.Cut(a, "=")
-		switch {
-		case !hasEq && i+1 < len(o.Args) && o.Args[i+1] == "-":
-			i++
-			b, err := readStdin(key + " -")
-			if err != nil {
-				return err
-			}
-			list = append(list, envAssignment{key, trimOneNewline(string(b)), "stdin", true})
-		case !hasEq:
-			return usageError("env set: %q is not KEY=VALUE, KEY=@FILE or KEY -", a)
-		case strings.HasPrefix(value, "@"):
-			path, err := absLocalPath(o.IO, value[1:])
-			if err != nil {
-				return usageError("%s=@: %v", key, err)
-			}
-			b, err := os.ReadFile(path)
-			if err != nil {
-				return usageError("%s=@%s: %v", key, value[1:], err)
-			}
-			list = append(list, envAssignment{key, trimOneNewline(string(b)), value[1:], true})
-		default:
-			list = append(list, envAssignment{key, value, "argument", false})
-		}
+	list, err := deviceenv.ParseAssignments(deviceenv.AssignOptions{Args: o.Args, FromFile: o.FromFile, Stdin: o.IO.In,
+		LocalPath: func(p string) (string, error) { return absLocalPath(o.IO, p) }})
+	if err != nil {
+		return usageError("%v", err)
 	}
 
 	tokenWarning := "" // said after the write, which may fail for other reasons
@@ -240,43 +173,20 @@ func runEnvSet(ctx context.Context, o *EnvSetOptions) error {
 					active.Source, exp.UTC().Format(time.RFC3339), roughDuration(time.Until(exp)), deviceArg(o.Device))
 			}
 		}
-		list = append(list, envAssignment{proxyconfig.VarToken, active.Token, "login (" + active.Source + ")", false})
+		list = append(list, deviceenv.Assignment{Key: proxyconfig.VarToken, Value: active.Token, From: "login (" + active.Source + ")"})
 	}
 
 	// Check everything before writing anything.
-	validate := proxyconfig.Validate
-	if st.Remote() {
-		validate = proxyconfig.ValidateRemote
+	checked, err := deviceenv.CheckAssignments(list, st.Remote())
+	if err != nil {
+		return usageError("%v", err)
 	}
-	final := map[string]string{}
-	var order []string
-	for _, a := range list {
-		if err := deviceenv.CheckKey(a.key); err != nil {
-			return usageError("env set: %v", err)
-		}
-		// Text read from a file or stdin is the certificate itself, never a path to one.
-		if a.key == proxyconfig.VarCert && a.content && !strings.HasPrefix(strings.TrimSpace(a.value), "-----BEGIN") {
-			return usageError("%s: %s holds no PEM certificate (expected -----BEGIN CERTIFICATE-----)", a.key, a.from)
-		}
-		if err := validate(a.key, a.value); err != nil {
-			return usageError("%v", err)
-		}
-		if _, err := deviceenv.QuoteValue(a.value); err != nil {
-			return usageError("%s: %v", a.key, err)
-		}
-		if _, seen := final[a.key]; !seen {
-			order = append(order, a.key)
-		}
-		final[a.key] = a.value
-	}
-	for _, k := range order {
-		if near := nearVariable(k); near != "" {
-			fmt.Fprintf(o.IO.Err, "warning: %s is not a tessel-proxy variable; did you mean %s? (stored anyway)\n", k, near)
-		}
+	for _, w := range checked.Warnings {
+		fmt.Fprintln(o.IO.Err, w)
 	}
 
 	err = st.Update(ctx, func(vars map[string]string) error {
-		for k, v := range final {
+		for k, v := range checked.Values {
 			vars[k] = v
 		}
 		return nil
@@ -284,7 +194,7 @@ func runEnvSet(ctx context.Context, o *EnvSetOptions) error {
 	if err != nil {
 		return exitCode(ExitFailure, err)
 	}
-	fmt.Fprintf(o.IO.Err, "Set %s on %s.\n", strings.Join(order, ", "), st)
+	fmt.Fprintf(o.IO.Err, "Set %s on %s.\n", strings.Join(checked.Order, ", "), st)
 	fmt.Fprint(o.IO.Err, tokenWarning)
 	return nil
 }
@@ -311,53 +221,6 @@ func roughDuration(d time.Duration) string {
 		return "under a minute"
 	}
 	return strings.TrimSuffix(d.Round(time.Minute).String(), "0s")
-}
-
-// trimOneNewline drops the newline that echo or an editor leaves after a one-line value; a
-// multi-line value (PEM text) keeps its bytes.
-func trimOneNewline(v string) string {
-	body := strings.TrimSuffix(strings.TrimSuffix(v, "\n"), "\r")
-	if strings.Contains(body, "\n") {
-		return v
-	}
-	return body
-}
-
-// nearVariable returns the known variable key probably meant to be, or "".
-func nearVariable(key string) string {
-	best, bestDist := "", 3
-	for _, v := range proxyconfig.Variables {
-		if v.Name == key {
-			return ""
-		}
-		if strings.EqualFold(v.Name, key) {
-			return v.Name
-		}
-		if d := editDistance(v.Name, key); d < bestDist {
-			best, bestDist = v.Name, d
-		}
-	}
-	return best
-}
-
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 func envGetCommand(io IO) *cli.Command {

@@ -23,7 +23,7 @@ func TestMain(m *testing.M) {
 			fmt.Fprintln(os.Stderr, mainArgsVar+":", err)
 			os.Exit(2)
 		}
-		os.Exit(Main(IO{In: os.Stdin, Out: os.Stdout, Err: os.Stderr, LookupEnv: os.LookupEnv},
+		os.Exit(Main(IO{In: os.Stdin, Out: os.Stdout, Err: os.Stderr, LookupEnv: os.LookupEnv, Environ: os.Environ},
 			append([]string{"tessel-proxy"}, args...)))
 	}
 	goleak.VerifyTestMain(m,

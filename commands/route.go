@@ -7,10 +7,10 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
-	"strconv"
 	"strings"
 
 	"github.com/tessel/tessel-proxy/deviceenv"
+	"github.com/tessel/tessel-proxy/internal/hostport"
 	"github.com/tessel/tessel-proxy/proxyclient"
 	"github.com/tessel/tessel-proxy/proxyconfig"
 	"github.com/urfave/cli/v2"
@@ -82,7 +82,7 @@ func runRoute(ctx context.Context, o *RouteOptions) error {
 	if err != nil {
 		return exitCode(ExitFailure, fmt.Errorf("route: %w", err))
 	}
-	d := proxyclient.NewDialer(cfg, token, nil)
+	d := proxyclient.NewDialer(withToken(cfg, token), nil)
 	defer d.Close()
 	dec := d.Route(host)
 	if o.TLS {
@@ -120,17 +120,18 @@ func splitRouteTarget(s string) (string, int, error) {
 		return s, 0, nil
 	}
 	host, port := s, 0
-	if strings.HasPrefix(s, "[") && strings.HasSuffix(s, "]") {
-		host = s[1 : len(s)-1]
+	if h, ok := hostport.Unbracket(s); ok {
+		host = h
 	} else if strings.Contains(s, ":") {
 		h, ps, err := net.SplitHostPort(s)
 		if err != nil {
 			return "", 0, fmt.Errorf("%q is not HOST or HOST:PORT (an IPv6 address with a port goes in brackets: [::1]:443)", s)
 		}
-		port, err = strconv.Atoi(ps)
-		if err != nil || port < 1 || port > 65535 {
+		p, ok := hostport.ParsePort(ps)
+		if !ok {
 			return "", 0, fmt.Errorf("port %q in %q is not a number 1..65535", ps, s)
 		}
+		port = int(p)
 		host = h
 	}
 	if host == "" {

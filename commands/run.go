@@ -4,15 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
-	"os"
-	"os/exec"
-	"os/signal"
-	"strings"
-	"syscall"
 	"time"
 
+	"github.com/tessel/tessel-proxy/child"
 	"github.com/tessel/tessel-proxy/deviceenv"
 	"github.com/tessel/tessel-proxy/proxyclient"
 	"github.com/urfave/cli/v2"
@@ -20,9 +15,9 @@ import (
 
 // Exit codes of `run` for its own failures, as env(1), timeout(1) and nice(1) use them.
 const (
-	ExitRunFailed     = 125 // configuration, token or proxy
-	ExitNotExecutable = 126
-	ExitNotFound      = 127
+	ExitRunFailed     = child.ExitFailed // configuration, token or proxy
+	ExitNotExecutable = child.ExitNotExecutable
+	ExitNotFound      = child.ExitNotFound
 )
 
 // connectTimeout bounds opening the tunnel before the program starts, so that a proxy
@@ -112,7 +107,7 @@ func runRun(ctx context.Context, o *RunOptions) error {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(o.IO.Err, &slog.HandlerOptions{Level: level}))
-	dialer := proxyclient.NewDialer(cfg, token, log)
+	dialer := proxyclient.NewDialer(withToken(cfg, token), log)
 	defer dialer.Close()
 
 	cctx, cancel := context.WithTimeout(ctx, connectTimeout)
@@ -128,39 +123,33 @@ func runRun(ctx context.Context, o *RunOptions) error {
 	}
 	defer front.Close()
 
-	path, err := exec.LookPath(o.Program)
+	var environ []string
+	if o.IO.Environ != nil {
+		environ = o.IO.Environ()
+	}
+	status, err := child.Run(ctx, child.Options{
+		Program: o.Program,
+		Args:    o.Args,
+		Env: child.ProxyEnv(environ, child.Proxy{
+			SOCKS:   front.URL("socks5h"),
+			HTTP:    front.URL("http"),
+			NoProxy: cfg.Local.Entries(),
+		}),
+		Stdin:  o.IO.In,
+		Stdout: o.IO.Out,
+		Stderr: o.IO.Err,
+		Started: func(pid int) error {
+			log.Debug("started", "program", o.Program, "pid", pid, "front", front.Addr().String())
+			return nil
+		},
+	})
 	if err != nil {
-		return programError(o.Program, err)
+		return exitCode(status, fmt.Errorf("run: %w", err))
 	}
-	cmd := exec.Command(path, o.Args...)
-	cmd.Args[0] = o.Program
-	cmd.Env = childEnv(os.Environ(), front, cfg.Local.Entries())
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = o.IO.In, o.IO.Out, o.IO.Err
-
-	// Register before Start, so that a signal arriving in between is not lost.
-	sigs := make(chan os.Signal, 8)
-	signal.Notify(sigs, forwardedSignals...)
-	defer signal.Stop(sigs)
-	if err := cmd.Start(); err != nil {
-		return programError(o.Program, err)
+	if status != 0 {
+		return exitCode(status, nil)
 	}
-	log.Debug("started", "program", o.Program, "pid", cmd.Process.Pid, "front", front.Addr().String())
-	waited := make(chan error, 1)
-	go func() { waited <- cmd.Wait() }()
-	for {
-		select {
-		case sig := <-sigs:
-			if terminalSignal[sig] && inTerminalForeground(o.IO.In, o.IO.Out, o.IO.Err) {
-				// The terminal sent it to its whole foreground process group, the
-				// program included; a second copy would turn one Ctrl-C into two
-				// (a forced quit for programs that stop gracefully on the first).
-				continue
-			}
-			cmd.Process.Signal(sig)
-		case <-waited:
-			return childStatus(cmd.ProcessState)
-		}
-	}
+	return nil
 }
 
 // hintFor adds what to do next to the errors a user can fix. source names where the
@@ -176,74 +165,4 @@ func hintFor(err error, source string) error {
 		return fmt.Errorf("%w (check PROXY_HOST and PROXY_PORT)", err)
 	}
 	return err
-}
-
-// programError maps a failure to start the program to the exit status shells use.
-func programError(program string, err error) error {
-	if errors.Is(err, exec.ErrNotFound) || errors.Is(err, fs.ErrNotExist) {
-		return exitCode(ExitNotFound, fmt.Errorf("run: %s: program not found", program))
-	}
-	return exitCode(ExitNotExecutable, fmt.Errorf("run: %s: cannot execute: %w", program, unwrapExec(err)))
-}
-
-func unwrapExec(err error) error {
-	var ee *exec.Error
-	if errors.As(err, &ee) {
-		return ee.Err
-	}
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
-	}
-	return err
-}
-
-// childStatus turns how the program ended into run's own exit status.
-func childStatus(st *os.ProcessState) error {
-	if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		return exitCode(128+int(ws.Signal()), nil)
-	}
-	if code := st.ExitCode(); code != 0 {
-		return exitCode(code, nil)
-	}
-	return nil
-}
-
-// proxyVars are the variables run sets (or clears) in the program's environment, each
-// in upper and lower case: tools disagree on which they read (curl ignores HTTP_PROXY,
-// for one).
-var proxyVars = []string{"ALL_PROXY", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"}
-
-// childEnv is the program's environment: parent's, without the token and any proxy
-// settings of its own, with the front's.
-func childEnv(parent []string, front *proxyclient.Front, local []string) []string {
-	// PROXY_VIA may hold the upstream proxy's password; the program reaches the
-	// upstream through the front, never directly.
-	drop := map[string]bool{"PROXY_TOKEN": true, "TM_API_KEY": true, "PROXY_VIA": true, "NODE_USE_ENV_PROXY": true}
-	for _, v := range proxyVars {
-		drop[v], drop[strings.ToLower(v)] = true, true
-	}
-	env := make([]string, 0, len(parent)+10)
-	for _, kv := range parent {
-		k, _, _ := strings.Cut(kv, "=")
-		if !drop[k] {
-			env = append(env, kv)
-		}
-	}
-	set := map[string]string{
-		"ALL_PROXY":   front.URL("socks5h"),
-		"HTTP_PROXY":  front.URL("http"),
-		"HTTPS_PROXY": front.URL("http"),
-	}
-	// With PROXY_LOCAL=none nothing is local, loopback included: an empty list, not
-	// the conventional "localhost,127.0.0.1", or those would bypass the tunnel.
-	if len(local) > 0 {
-		set["NO_PROXY"] = strings.Join(local, ",")
-	}
-	for _, k := range proxyVars {
-		if v, ok := set[k]; ok {
-			env = append(env, k+"="+v, strings.ToLower(k)+"="+v)
-		}
-	}
-	return append(env, "NODE_USE_ENV_PROXY=1")
 }

@@ -1,9 +1,9 @@
 package commands
 
 import (
+	"context"
 	"crypto/tls"
 	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -18,21 +18,19 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/tessel/tessel-proxy/internal/syncbuf"
 	"github.com/tessel/tessel-proxy/internal/testcert"
 	"github.com/tessel/tessel-proxy/proxyserver"
-	"golang.org/x/sys/unix"
 )
 
 const runTestToken = "run-test-token-7f3a9c"
 
 // runTestProxy starts the real proxy server in-process on loopback with a self-signed
-// certificate, and points this process's environment at it (t.Setenv: `run` passes the
-// real environment on to its child). allowLoopback lets it dial loopback targets, which
-// its default policy refuses.
-func runTestProxy(t *testing.T, allowLoopback bool) {
+// certificate, and points this process's environment at it (t.Setenv: runMain gives `run`
+// the process's environment). allowLoopback lets it dial loopback targets, which its
+// default policy refuses. It returns the settings it made, as KEY=VALUE.
+func runTestProxy(t *testing.T, allowLoopback bool) []string {
 	t.Helper()
 	cert := testcert.New(t)
 	auth, err := proxyserver.NewStaticAuthenticator(runTestToken)
@@ -60,11 +58,18 @@ func runTestProxy(t *testing.T, allowLoopback bool) {
 	t.Cleanup(func() { srv.Close(); <-served })
 
 	runTestEnv(t)
-	t.Setenv("PROXY_HOST", "127.0.0.1")
-	t.Setenv("PROXY_PORT", strconv.Itoa(ln.Addr().(*net.TCPAddr).Port))
-	t.Setenv("PROXY_CERT", string(cert.PEM))
-	t.Setenv("PROXY_TOKEN", runTestToken)
-	t.Setenv("PROXY_LOCAL", "none")
+	settings := []string{
+		"PROXY_HOST=127.0.0.1",
+		"PROXY_PORT=" + strconv.Itoa(ln.Addr().(*net.TCPAddr).Port),
+		"PROXY_CERT=" + string(cert.PEM),
+		"PROXY_TOKEN=" + runTestToken,
+		"PROXY_LOCAL=none",
+	}
+	for _, kv := range settings {
+		k, v, _ := strings.Cut(kv, "=")
+		t.Setenv(k, v)
+	}
+	return settings
 }
 
 // runTestEnv clears the variables that would make a test depend on this machine.
@@ -85,7 +90,7 @@ func runTestEnv(t *testing.T) {
 func runMain(t *testing.T, args ...string) (string, string, int) {
 	t.Helper()
 	var out, errb syncbuf.Buffer
-	code := Main(IO{In: strings.NewReader(""), Out: &out, Err: &errb, LookupEnv: os.LookupEnv},
+	code := Main(IO{In: strings.NewReader(""), Out: &out, Err: &errb, LookupEnv: os.LookupEnv, Environ: os.Environ},
 		append([]string{"tessel-proxy"}, args...))
 	return out.String(), errb.String(), code
 }
@@ -200,13 +205,7 @@ func TestRunChildEnvironment(t *testing.T) {
 		if code != 0 {
 			t.Fatalf("run env: exit %d: %s", code, stderr)
 		}
-		m := map[string]string{}
-		for _, line := range strings.Split(out, "\n") {
-			if k, v, ok := strings.Cut(line, "="); ok {
-				m[k] = v
-			}
-		}
-		return m
+		return envMap(strings.Split(out, "\n"))
 	}
 
 	t.Run("PROXY_LOCAL=none", func(t *testing.T) {
@@ -248,6 +247,68 @@ func TestRunChildEnvironment(t *testing.T) {
 			t.Errorf("NO_PROXY=%q no_proxy=%q, want %q", env["NO_PROXY"], env["no_proxy"], want)
 		}
 	})
+}
+
+// envMap parses `env` output (or an environment list) into a map.
+func envMap(lines []string) map[string]string {
+	m := map[string]string{}
+	for _, line := range lines {
+		if k, v, ok := strings.Cut(line, "="); ok {
+			m[k] = v
+		}
+	}
+	return m
+}
+
+// TestRunUsesTheGivenEnvironment: the program's environment is built from the one run was
+// given (IO.Environ), not from this process's.
+func TestRunUsesTheGivenEnvironment(t *testing.T) {
+	settings := runTestProxy(t, true)
+	runTestEnv(t) // the proxy's settings reach run through the given environment only
+	t.Setenv("TESSEL_PROXY_TEST_PROCESS_ONLY", "from the process")
+	home := t.TempDir()
+	given := append([]string{
+		"PATH=" + os.Getenv("PATH"),
+		"HOME=" + home,
+		"XDG_CONFIG_HOME=" + filepath.Join(home, ".config"),
+		"TESSEL_PROXY_TEST_GIVEN=given value",
+		"HTTP_PROXY=http://inherited.example:1",
+		"TM_API_KEY=api-key-should-not-leak",
+	}, settings...)
+	givenMap := envMap(given)
+	var out, errb syncbuf.Buffer
+	err := runRun(context.Background(), &RunOptions{
+		IO: IO{In: strings.NewReader(""), Out: &out, Err: &errb,
+			LookupEnv: func(k string) (string, bool) { v, ok := givenMap[k]; return v, ok },
+			Environ:   func() []string { return given }},
+		Program: "env",
+	})
+	if err != nil {
+		t.Fatalf("run env: %v (stderr %q)", err, errb.String())
+	}
+	env := envMap(strings.Split(out.String(), "\n"))
+	if env["TESSEL_PROXY_TEST_GIVEN"] != "given value" || env["HOME"] != home {
+		t.Errorf("the program lacks the given environment: TESSEL_PROXY_TEST_GIVEN=%q HOME=%q",
+			env["TESSEL_PROXY_TEST_GIVEN"], env["HOME"])
+	}
+	if v, ok := env["TESSEL_PROXY_TEST_PROCESS_ONLY"]; ok {
+		t.Errorf("the program sees this process's environment: TESSEL_PROXY_TEST_PROCESS_ONLY=%q", v)
+	}
+	for _, k := range []string{"PROXY_TOKEN", "TM_API_KEY"} {
+		if v, ok := env[k]; ok {
+			t.Errorf("the program sees %s=%q", k, v)
+		}
+	}
+	for _, k := range []string{"HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy"} {
+		if !strings.HasPrefix(env[k], "http://tp-") || !strings.Contains(env[k], "@127.0.0.1:") {
+			t.Errorf("%s=%q, want the front: http://USER:SECRET@127.0.0.1:PORT", k, env[k])
+		}
+	}
+	for _, k := range []string{"ALL_PROXY", "all_proxy"} {
+		if !strings.HasPrefix(env[k], "socks5h://tp-") {
+			t.Errorf("%s=%q, want the front: socks5h://USER:SECRET@127.0.0.1:PORT", k, env[k])
+		}
+	}
 }
 
 func TestRunCurlThroughTheTunnel(t *testing.T) {
@@ -298,114 +359,6 @@ func TestRunCurlThroughTheTunnel(t *testing.T) {
 			t.Fatalf("exit %d, %q, stderr %s", code, out, stderr)
 		}
 	})
-}
-
-func TestRunForwardsSignals(t *testing.T) {
-	runTestProxy(t, true)
-	var out, errb syncbuf.Buffer
-	done := make(chan int, 1)
-	go func() {
-		done <- Main(IO{In: strings.NewReader(""), Out: &out, Err: &errb, LookupEnv: os.LookupEnv},
-			[]string{"tessel-proxy", "run", "--", "sh", "-c", `trap 'exit 7' USR1; echo ready; while :; do sleep 0.01; done`})
-	}()
-	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(out.String(), "ready") {
-		if time.Now().After(deadline) {
-			t.Fatalf("child never became ready; stderr %q", errb.String())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	// run has registered for USR1 before starting the child, so this reaches run, not
-	// the Go runtime's default action.
-	syscall.Kill(os.Getpid(), syscall.SIGUSR1)
-	select {
-	case code := <-done:
-		if code != 7 {
-			t.Fatalf("exit %d, want 7 (the child's USR1 trap)", code)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("child did not exit after SIGUSR1 was forwarded")
-	}
-}
-
-// openPTY returns the two ends of a new pseudo-terminal.
-func openPTY(t *testing.T) (master, slave *os.File) {
-	t.Helper()
-	master, err := os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY, 0)
-	if err != nil {
-		t.Fatalf("open /dev/ptmx (this test needs pseudo-terminals): %v", err)
-	}
-	if err := unix.IoctlSetPointerInt(int(master.Fd()), unix.TIOCSPTLCK, 0); err != nil {
-		t.Fatal(err)
-	}
-	n, err := unix.IoctlGetInt(int(master.Fd()), unix.TIOCGPTN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	slave, err = os.OpenFile("/dev/pts/"+strconv.Itoa(n), os.O_RDWR|syscall.O_NOCTTY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return master, slave
-}
-
-func TestRunCtrlCReachesTheProgramOnce(t *testing.T) {
-	runTestProxy(t, true)
-	master, slave := openPTY(t)
-	defer master.Close()
-	script := `n=0; trap 'n=$((n+1))' INT; echo ready; while [ $n -eq 0 ]; do sleep 0.01; done; sleep 0.5; echo "count=$n"`
-	cmd := exec.Command(os.Args[0])
-	args, _ := json.Marshal([]string{"run", "--", "sh", "-c", script})
-	cmd.Env = append(os.Environ(), "TESSEL_PROXY_TEST_MAIN_ARGS="+string(args))
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
-	// A session of its own with the terminal as controlling terminal: run is in the
-	// terminal's foreground process group, as in an interactive shell.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	slave.Close()
-	defer cmd.Process.Kill()
-
-	output := make(chan string, 64)
-	go func() {
-		buf := make([]byte, 4096)
-		for {
-			n, err := master.Read(buf)
-			if n > 0 {
-				output <- string(buf[:n])
-			}
-			if err != nil {
-				close(output)
-				return
-			}
-		}
-	}()
-	var seen strings.Builder
-	waitFor := func(s string) {
-		deadline := time.After(20 * time.Second)
-		for !strings.Contains(seen.String(), s) {
-			select {
-			case chunk, ok := <-output:
-				if !ok {
-					t.Fatalf("terminal closed before %q; output %q", s, seen.String())
-				}
-				seen.WriteString(chunk)
-			case <-deadline:
-				t.Fatalf("no %q on the terminal; output %q", s, seen.String())
-			}
-		}
-	}
-	waitFor("ready")
-	master.Write([]byte{3}) // Ctrl-C
-	waitFor("count=")
-	waitFor("\n")
-	if !strings.Contains(seen.String(), "count=1") {
-		t.Fatalf("the program saw Ctrl-C more than once or not at all: %q", seen.String())
-	}
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("run exited with %v after the program ended normally; output %q", err, seen.String())
-	}
 }
 
 // TestRunDebugLogsNoSecrets: --debug says where each connection went, and neither the

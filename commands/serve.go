@@ -23,7 +23,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/urfave/cli/v2"
 
+	"github.com/tessel/tessel-proxy/internal/hostport"
 	"github.com/tessel/tessel-proxy/internal/shellquote"
+	"github.com/tessel/tessel-proxy/proxyconfig"
 	"github.com/tessel/tessel-proxy/proxyserver"
 )
 
@@ -256,10 +258,11 @@ func serveOptionsFrom(c *cli.Context, io IO) (*ServeOptions, error) {
 		if o.CertFile == "" {
 			dir := o.DevDir
 			if dir == "" {
-				dir = serveDevDir(io)
-				if dir == "" {
+				state, err := proxyconfig.StateDir(io.LookupEnv)
+				if err != nil {
 					return nil, usageError("--dev needs a directory for its certificate: set HOME or XDG_STATE_HOME, or give --dir")
 				}
+				dir = filepath.Join(state, "dev")
 			}
 			o.CertFile, o.KeyFile, o.SelfSign = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"), true
 		}
@@ -331,12 +334,15 @@ func checkWebSocketFlags(c *cli.Context, o *ServeOptions) error {
 	return nil
 }
 
-// checkListenAddr accepts what net.Listen("tcp", addr) can bind: [HOST]:PORT, PORT a number
+// checkListenAddr accepts what net.Listen("tcp", addr) can bind: [HOST]:PORT, PORT a port
 // (0: any free port) or a service name.
 func checkListenAddr(addr string) error {
 	_, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return errors.New("want HOST:PORT or :PORT, e.g. 127.0.0.1:8443")
+	}
+	if _, ok := hostport.ParsePort(port); ok || port == "0" {
+		return nil
 	}
 	if _, err := net.LookupPort("tcp", port); err != nil || port == "" {
 		return fmt.Errorf("port %q is neither a number from 0 to 65535 nor a service name", port)
@@ -358,17 +364,6 @@ func parseAllow(s string) (netip.Prefix, error) {
 		return netip.Prefix{}, errors.New("not a CIDR or address")
 	}
 	return netip.PrefixFrom(a, a.BitLen()), nil
-}
-
-// serveDevDir is ${XDG_STATE_HOME:-$HOME/.local/state}/tessel-proxy/dev, or "" without HOME.
-func serveDevDir(io IO) string {
-	if d := io.Getenv("XDG_STATE_HOME"); filepath.IsAbs(d) {
-		return filepath.Join(d, "tessel-proxy", "dev")
-	}
-	if h := io.Getenv("HOME"); h != "" {
-		return filepath.Join(h, ".local", "state", "tessel-proxy", "dev")
-	}
-	return ""
 }
 
 func randomToken() (string, error) {
@@ -517,33 +512,9 @@ func serveLogger(o *ServeOptions) *slog.Logger {
 // re-read whenever they change.
 func serveCertificate(o *ServeOptions, clientHost netip.Addr, logger *slog.Logger) (*proxyserver.CertFile, error) {
 	if o.SelfSign {
-		hosts := append([]string(nil), o.Hostnames...)
-		if o.Dev {
-			hosts = append(hosts, "localhost", "127.0.0.1", "::1")
-		}
-		if host, _, err := net.SplitHostPort(o.Listen); err == nil && host != "" {
-			if a, err := netip.ParseAddr(host); err != nil || !a.IsUnspecified() {
-				hosts = append(hosts, host)
-			}
-		}
-		if len(hosts) == 0 {
-			// Listening on every address with no --hostname: name this machine and
-			// loopback, and say so below, so that a client's name mismatch is explicable.
-			if name, err := os.Hostname(); err == nil && name != "" {
-				hosts = append(hosts, name)
-			}
-			hosts = append(hosts, "localhost", "127.0.0.1", "::1")
-		}
-		if o.Dev {
-			// The dev directory is ours: a certificate that does not name the address
-			// clients are told to use is replaced rather than left to fail every client.
-			if err := proxyserver.CertCovers(o.CertFile, clientHost.String()); err != nil && !errors.Is(err, os.ErrNotExist) {
-				logger.Info("replacing the dev certificate", "reason", err)
-				os.Remove(o.CertFile)
-				os.Remove(o.KeyFile)
-			}
-		}
-		created, err := proxyserver.EnsureSelfSigned(o.CertFile, o.KeyFile, serveDedupe(hosts))
+		created, err := proxyserver.BootstrapSelfSigned(proxyserver.SelfSignedOptions{
+			CertFile: o.CertFile, KeyFile: o.KeyFile, Hostnames: o.Hostnames, Listen: o.Listen,
+			Dev: o.Dev, ClientHost: clientHost.String(), Logger: logger})
 		if err != nil {
 			return nil, exitCode(ExitUsage, fmt.Errorf("--self-signed: %w", err))
 		}
@@ -568,18 +539,6 @@ func serveCertificate(o *ServeOptions, clientHost netip.Addr, logger *slog.Logge
 		return nil, exitCode(ExitUsage, fmt.Errorf("--cert/--key: %w", err))
 	}
 	return cert, nil
-}
-
-func serveDedupe(ss []string) []string {
-	seen := make(map[string]bool, len(ss))
-	out := ss[:0]
-	for _, s := range ss {
-		if !seen[s] {
-			seen[s] = true
-			out = append(out, s)
-		}
-	}
-	return out
 }
 
 func serveAuthenticator(ctx context.Context, o *ServeOptions, logger *slog.Logger) (proxyserver.Authenticator, error) {

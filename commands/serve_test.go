@@ -178,22 +178,11 @@ func serveDevStream(t *testing.T, vars map[string]string) (*yamux.Session, *yamu
 	return sess, stream
 }
 
-// TestServeChildProcess is not a test of its own: TestServeSIGTERM runs the test binary
-// with this test selected to get a real `tessel-proxy serve` process to signal.
-func TestServeChildProcess(t *testing.T) {
-	args := os.Getenv("TESSEL_PROXY_SERVE_CHILD_ARGS")
-	if args == "" {
-		return
-	}
-	os.Exit(Main(IO{In: os.Stdin, Out: os.Stdout, Err: os.Stderr, LookupEnv: os.LookupEnv},
-		append([]string{"tessel-proxy"}, strings.Fields(args)...)))
-}
-
 // TestServeSIGTERMDrainsThenExits signals a real serve process while a stream is open: the
 // stream keeps working, the process exits 0 once it ends.
 func TestServeSIGTERMDrainsThenExits(t *testing.T) {
-	cmd := exec.Command(os.Args[0], "-test.run=^TestServeChildProcess$")
-	cmd.Env = append(os.Environ(), "TESSEL_PROXY_SERVE_CHILD_ARGS=serve --dev --shutdown-timeout 60s",
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), mainArgsVar+`=["serve", "--dev", "--shutdown-timeout", "60s"]`,
 		"XDG_STATE_HOME="+t.TempDir())
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {

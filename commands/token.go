@@ -52,3 +52,10 @@ func profileFromEnv(io IO) string {
 	}
 	return oauth.DefaultProfile
 }
+
+// withToken is cfg with the token resolveToken chose (PROXY_TOKEN, TM_API_KEY or the login
+// store's) as the one that authenticates tunnels.
+func withToken(cfg proxyconfig.Config, token string) proxyconfig.Config {
+	cfg.Token = token
+	return cfg
+}

@@ -18,6 +18,7 @@ import (
 	"strings"
 
 	"github.com/tessel/tessel-proxy/internal/atomicfile"
+	"github.com/tessel/tessel-proxy/internal/hostport"
 	"github.com/tessel/tessel-proxy/proxyconfig"
 )
 
@@ -67,11 +68,11 @@ func ParseAddress(s string) (Address, error) {
 		}
 	}
 	if p := u.Port(); p != "" {
-		n, err := strconv.Atoi(p)
-		if err != nil || n < 1 || n > 65535 {
+		n, ok := hostport.ParsePort(p)
+		if !ok {
 			return Address{}, fmt.Errorf("device address %q: port %q is not 1-65535", s, p)
 		}
-		a.Port = n
+		a.Port = int(n)
 	}
 	if strings.HasPrefix(a.Host, "-") || strings.ContainsAny(a.Host, " \t\r\n'\"\\@") {
 		return Address{}, fmt.Errorf("device address %q: %q is not a host name", s, a.Host)
@@ -122,11 +123,7 @@ func (a Address) String() string {
 	if a.User != "" {
 		b.WriteString(url.PathEscape(a.User) + "@")
 	}
-	host := a.Host
-	if strings.Contains(host, ":") {
-		host = "[" + host + "]"
-	}
-	b.WriteString(host)
+	b.WriteString(hostport.Bracket(a.Host))
 	if a.Port != 0 {
 		b.WriteString(":" + strconv.Itoa(a.Port))
 	}

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/tessel/tessel-proxy/commands"
+	"github.com/tessel/tessel-proxy/docs"
 )
 
 func TestReferenceIsCurrent(t *testing.T) {
@@ -23,5 +24,28 @@ func TestReferenceIsCurrent(t *testing.T) {
 	if !bytes.Equal(committed, out.Bytes()) {
 		t.Fatal("docs/reference.md is stale: the command tree changed since it was generated. " +
 			"Run `make docs` (or `go generate ./...`) and commit the result.")
+	}
+}
+
+func TestREADMEVariablesTableIsCurrent(t *testing.T) {
+	reference, err := os.ReadFile("reference.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	table, err := docs.VariablesTable(reference)
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := docs.ReplaceTable(readme, table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(readme, want) {
+		t.Fatal("README.md's table of configuration variables differs from proxyconfig.Variables. " +
+			"Run `make docs` (or `go generate ./docs/`) and commit the result.")
 	}
 }

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package e2e runs the built tessel-proxy binary the way a user does: a real `serve`, real
 // programs (curl, python3) started through `run`, and a device in a network namespace whose
 // only way out is the tunnel.
@@ -12,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -44,14 +47,13 @@ func TestMain(m *testing.M) {
 
 // removeStaleNetworks deletes the namespaces and links (named tpx-*, tpx*) that an earlier run
 // of these tests left behind when it was killed: their addresses would shadow this run's.
-// Two runs of this package at once on one machine are not supported.
 func removeStaleNetworks() {
 	if os.Geteuid() != 0 {
 		return
 	}
 	if out, err := exec.Command("ip", "netns", "list").Output(); err == nil {
 		for _, line := range strings.Split(string(out), "\n") {
-			if name, _, _ := strings.Cut(line, " "); strings.HasPrefix(name, "tpx-") {
+			if name, _, _ := strings.Cut(line, " "); strings.HasPrefix(name, "tpx-") && !ownerAlive(name) {
 				exec.Command("ip", "netns", "del", name).Run()
 			}
 		}
@@ -63,11 +65,36 @@ func removeStaleNetworks() {
 				continue
 			}
 			name, _, _ := strings.Cut(strings.TrimSuffix(fields[1], ":"), "@")
-			if strings.HasPrefix(name, "tpx") {
+			if strings.HasPrefix(name, "tpx") && !ownerAlive(name) {
 				exec.Command("ip", "link", "del", name).Run()
 			}
 		}
 	}
+}
+
+// ownerAlive reports whether the network named name belongs to a test binary that is still
+// running: the names carry the creating process's pid plus a small offset (0-3), so that a
+// second run of these tests on the same machine leaves the first run's networks alone.
+func ownerAlive(name string) bool {
+	i := strings.IndexAny(name, "0123456789")
+	if i < 0 {
+		return false
+	}
+	j := i
+	for j < len(name) && name[j] >= '0' && name[j] <= '9' {
+		j++
+	}
+	n, err := strconv.Atoi(name[i:j])
+	if err != nil {
+		return false
+	}
+	for k := 0; k <= 3; k++ {
+		comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", n-k))
+		if err == nil && strings.HasSuffix(strings.TrimSpace(string(comm)), ".test") {
+			return true
+		}
+	}
+	return false
 }
 
 // needTools fails the test, naming what to install, when a tool it drives is missing.

@@ -13,10 +13,10 @@ import (
 	"net"
 	"os"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/hashicorp/yamux"
+	"github.com/tessel/tessel-proxy/internal/hostport"
 	"github.com/tessel/tessel-proxy/proxyconfig"
 	"github.com/tessel/tessel-proxy/wire"
 )
@@ -42,7 +42,7 @@ const (
 type directKey struct{}
 
 // WithDirect returns a context that makes DialContext and DialTLSContext connect directly,
-// never through the tunnel (the seed's `proxy: false`).
+// never through the tunnel.
 func WithDirect(ctx context.Context) context.Context {
 	return context.WithValue(ctx, directKey{}, true)
 }
@@ -85,11 +85,11 @@ func WithTLSConfig(c *tls.Config) Option {
 	return func(dl *Dialer) { dl.tlsCfg = c }
 }
 
-// NewDialer returns a Dialer for cfg that authenticates tunnels with token. An empty token
-// makes every connection direct (the seed's rule: no token, no proxy). log receives
-// routing decisions and tunnel events at debug level; when nil, they go to stderr if
-// cfg.Debug (_PROXY_DBG) is set and nowhere otherwise.
-func NewDialer(cfg proxyconfig.Config, token string, log *slog.Logger, opts ...Option) *Dialer {
+// NewDialer returns a Dialer for cfg that authenticates tunnels with cfg.Token, the one place
+// the token comes from. An empty token makes every connection direct (no token, no proxy).
+// log receives routing decisions and tunnel events at debug level; when nil, they go to
+// stderr if cfg.Debug (_PROXY_DBG) is set and nowhere otherwise.
+func NewDialer(cfg proxyconfig.Config, log *slog.Logger, opts ...Option) *Dialer {
 	if log == nil {
 		var w io.Writer = io.Discard
 		if cfg.Debug {
@@ -97,7 +97,7 @@ func NewDialer(cfg proxyconfig.Config, token string, log *slog.Logger, opts ...O
 		}
 		log = slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	d := &Dialer{cfg: cfg, token: token, log: log}
+	d := &Dialer{cfg: cfg, token: cfg.Token, log: log}
 	d.direct.KeepAlive = 30 * time.Second
 	d.tun = newManager(d)
 	for _, o := range opts {
@@ -134,7 +134,7 @@ func (d *Dialer) RouteTLS(host string) Decision {
 }
 
 func (d *Dialer) decide(ctx context.Context, host string, viaTLS bool) Decision {
-	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	host, _ = hostport.Unbracket(host)
 	switch {
 	case d.token == "":
 		return Decision{Direct: true, Reason: ReasonNoToken}
@@ -192,7 +192,7 @@ func (d *Dialer) DialEarly(ctx context.Context, network, addr string, early []by
 // PROXY_TRUSTED is on and the host is not local, the proxy makes the TLS connection
 // (stream kind tls, verified against the proxy's roots) and the returned connection carries
 // plaintext; otherwise this machine makes the TLS connection itself, directly to the
-// target (the seed's rule: a TLS dial never rides the tunnel unless the proxy is trusted).
+// target: a TLS dial never rides the tunnel unless the proxy is trusted.
 func (d *Dialer) DialTLSContext(ctx context.Context, network, addr string) (net.Conn, error) {
 	host, port, err := splitAddr(network, addr)
 	if err != nil {

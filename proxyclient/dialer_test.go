@@ -28,7 +28,8 @@ const testToken = "test-token-0123456789"
 
 func newTestDialer(t testing.TB, cfg proxyconfig.Config, token string, opts ...Option) *Dialer {
 	t.Helper()
-	d := NewDialer(cfg, token, nil, opts...)
+	cfg.Token = token
+	d := NewDialer(cfg, nil, opts...)
 	t.Cleanup(func() { d.Close() })
 	return d
 }
@@ -536,7 +537,9 @@ func TestIdle(t *testing.T) {
 func TestCloseEndsConnectionsAndDials(t *testing.T) {
 	srv := newTestServer(t, testToken)
 	target := newEchoTarget(t)
-	d := NewDialer(srv.config(), testToken, nil)
+	cfg := srv.config()
+	cfg.Token = testToken
+	d := NewDialer(cfg, nil)
 	c, err := d.Dial("tcp", target.addr())
 	if err != nil {
 		t.Fatal(err)
@@ -722,8 +725,8 @@ func TestCloseDuringHandshake(t *testing.T) {
 			accepted <- c
 		}
 	}()
-	cfg := proxyconfig.Config{Host: "127.0.0.1", Port: ln.Addr().(*net.TCPAddr).Port, Idle: proxyconfig.IdleNever}
-	d := NewDialer(cfg, testToken, nil)
+	cfg := proxyconfig.Config{Host: "127.0.0.1", Port: ln.Addr().(*net.TCPAddr).Port, Idle: proxyconfig.IdleNever, Token: testToken}
+	d := NewDialer(cfg, nil)
 	result := make(chan error, 1)
 	go func() { _, err := d.Dial("tcp", "example.test:80"); result <- err }()
 	c := <-accepted

@@ -17,7 +17,7 @@ func ExampleDialer() {
 		fmt.Fprintln(os.Stderr, err)
 		return
 	}
-	d := proxyclient.NewDialer(cfg, cfg.Token, nil)
+	d := proxyclient.NewDialer(cfg, nil)
 	defer d.Close()
 
 	client := &http.Client{Transport: &http.Transport{

@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tessel/tessel-proxy/internal/hostport"
 	"github.com/tessel/tessel-proxy/internal/relay"
 	"github.com/tessel/tessel-proxy/wire"
 )
@@ -308,8 +309,8 @@ func writeResponseHead(bw *bufio.Writer, resp *http.Response, h http.Header) {
 
 // validPort reports whether s is a TCP port number, 1 to 65535.
 func validPort(s string) bool {
-	n, err := strconv.ParseUint(s, 10, 16)
-	return err == nil && n > 0
+	_, ok := hostport.ParsePort(s)
+	return ok
 }
 
 func headerHasToken(h http.Header, name, token string) bool {

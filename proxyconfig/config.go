@@ -20,6 +20,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tessel/tessel-proxy/internal/hostport"
 )
 
 // Lookup returns the value of a variable and whether it is set (os.LookupEnv's shape).
@@ -106,7 +108,8 @@ type Variable struct {
 	Values  []string // the accepted words, when the variable takes a fixed set (for completion)
 }
 
-// Variables lists every known variable in the order of the SPEC's table.
+// Variables lists every known variable, in the order of the tables generated from it (the
+// manual's ENVIRONMENT, docs/reference.md and README.md).
 var Variables = []Variable{
 	{Name: VarHost, Default: DefaultHost, Help: "host name or IP address of the proxy server; empty means the default; wss://host[:port]/path carries the tunnel over WebSocket (through HTTP front ends)"},
 	{Name: VarPort, Default: strconv.Itoa(DefaultPort), Help: "TCP port of the proxy server, 1-65535"},
@@ -116,7 +119,7 @@ var Variables = []Variable{
 	{Name: VarTrusted, Default: "0", Help: "1/true/yes lets the proxy server make TLS connections on the client's behalf (it then sees plaintext); 0/false/no never", Values: []string{"1", "0", "true", "false", "yes", "no"}},
 	{Name: VarIdle, Default: "90000", Help: "close the tunnel this long after its last stream closed: milliseconds (90e3), a duration (90s), 0, or Infinity/never", Values: []string{"0", "90000", "Infinity", "never"}},
 	{Name: VarLocal, Default: DefaultLocal, Help: "hosts connected directly, never through the tunnel: addresses, CIDR prefixes, names and .suffixes, separated by spaces or commas; none = nothing is local", Values: []string{"none"}},
-	{Name: VarVia, Help: "http://[user:password@]host:port of an upstream HTTP proxy the tunnel's own connection goes through (CONNECT); unset: HTTPS_PROXY and NO_PROXY apply; none: never (the password is masked by env list)", Secret: true, Values: []string{ViaNone}},
+	{Name: VarVia, Help: "http://[user:password@]host:port of an upstream HTTP proxy the tunnel's own connection goes through (CONNECT); unset: HTTPS_PROXY and NO_PROXY apply; none: never; env list masks the password", Secret: true, Values: []string{ViaNone}},
 	{Name: VarDebug, Help: "any value logs tunnel and routing decisions to stderr"},
 }
 
@@ -278,11 +281,23 @@ func ParseLayered(env Lookup, file map[string]string, filePath string) (Config, 
 
 // ConfigDir returns ${XDG_CONFIG_HOME:-$HOME/.config}/tessel-proxy as env describes it.
 func ConfigDir(env Lookup) (string, error) {
+	return baseDir(env, "XDG_CONFIG_HOME", ".config", "configuration")
+}
+
+// StateDir returns ${XDG_STATE_HOME:-$HOME/.local/state}/tessel-proxy as env describes it:
+// files a program makes for itself and keeps, such as the dev server's certificate.
+func StateDir(env Lookup) (string, error) {
+	return baseDir(env, "XDG_STATE_HOME", filepath.Join(".local", "state"), "state")
+}
+
+// baseDir is the tessel-proxy directory under the XDG base directory named by xdgVar, else
+// under $HOME/underHome: the one lookup behind ConfigDir and StateDir.
+func baseDir(env Lookup, xdgVar, underHome, what string) (string, error) {
 	if env == nil {
 		env = os.LookupEnv
 	}
-	// The XDG spec says a relative XDG_CONFIG_HOME is invalid and must be ignored.
-	if x, _ := env("XDG_CONFIG_HOME"); x != "" && filepath.IsAbs(x) {
+	// The XDG spec says a relative base directory is invalid and must be ignored.
+	if x, _ := env(xdgVar); x != "" && filepath.IsAbs(x) {
 		return filepath.Join(x, "tessel-proxy"), nil
 	}
 	home, _ := env("HOME")
@@ -290,9 +305,9 @@ func ConfigDir(env Lookup) (string, error) {
 		home, _ = env("USERPROFILE") // Windows
 	}
 	if home == "" {
-		return "", errors.New("cannot find the configuration directory: set HOME or XDG_CONFIG_HOME")
+		return "", fmt.Errorf("cannot find the %s directory: set HOME or %s", what, xdgVar)
 	}
-	return filepath.Join(home, ".config", "tessel-proxy"), nil
+	return filepath.Join(home, underHome, "tessel-proxy"), nil
 }
 
 // DefaultEnvPath returns ${XDG_CONFIG_HOME:-$HOME/.config}/tessel-proxy/env, the env file of
@@ -310,8 +325,8 @@ func isURL(v string) bool { return strings.Contains(v, "://") }
 
 func parseHost(v string) (string, error) {
 	// An IPv6 literal may come in brackets, as in a URL; the brackets are not part of it.
-	if strings.HasPrefix(v, "[") && strings.HasSuffix(v, "]") {
-		if a, err := netip.ParseAddr(v[1 : len(v)-1]); err == nil && a.Is6() {
+	if h, ok := hostport.Unbracket(v); ok {
+		if a, err := netip.ParseAddr(h); err == nil && a.Is6() {
 			return a.String(), nil
 		}
 	}
@@ -337,11 +352,11 @@ func validHostName(s string) bool {
 
 func parsePort(v string) (int, error) {
 	s := strings.TrimSpace(v)
-	n, err := strconv.Atoi(s)
-	if err != nil || n < 1 || n > 65535 || strings.HasPrefix(s, "+") {
+	n, ok := hostport.ParsePort(s)
+	if !ok {
 		return 0, varErr(VarPort, "%q is not a TCP port; use a whole number from 1 to 65535", v)
 	}
-	return n, nil
+	return int(n), nil
 }
 
 func checkToken(key, v string) error {
@@ -408,8 +423,8 @@ func parseTrusted(v string) (bool, error) {
 	return false, varErr(VarTrusted, "%q is not a yes/no value; use 1, true or yes to trust the proxy with TLS, 0, false or no not to", v)
 }
 
-// jsNumber is the decimal subset of JavaScript's Number(): what the seed's +process.env.PROXY_IDLE
-// accepted for a count of milliseconds.
+// jsNumber is the decimal subset of JavaScript's Number() (90e3, 1.5, +90000): the forms a
+// count of milliseconds in PROXY_IDLE may take, as clients written in JavaScript read it.
 var jsNumber = regexp.MustCompile(`^\+?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$`)
 
 func parseIdle(v string) (time.Duration, error) {

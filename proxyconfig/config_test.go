@@ -64,7 +64,7 @@ func TestParse(t *testing.T) {
 		{"port", []string{"PROXY_PORT", "8443"}, func(c Config) bool { return c.Port == 8443 }, ""},
 		{"port 1", []string{"PROXY_PORT", "1"}, func(c Config) bool { return c.Port == 1 }, ""},
 		{"port 65535", []string{"PROXY_PORT", "65535"}, func(c Config) bool { return c.Port == 65535 }, ""},
-		// The seed silently fell back to 443 for these; we name the variable instead.
+		// Not a silent fall back to 443: an error that names the variable.
 		{"port 0", []string{"PROXY_PORT", "0"}, nil, "1 to 65535"},
 		{"port 65536", []string{"PROXY_PORT", "65536"}, nil, "1 to 65535"},
 		{"port negative", []string{"PROXY_PORT", "-1"}, nil, "1 to 65535"},
@@ -89,7 +89,7 @@ func TestParse(t *testing.T) {
 		{"cert PEM block that is no certificate", []string{"PROXY_CERT", "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"}, nil, "does not parse"},
 
 		{"trusted 1", []string{"PROXY_TRUSTED", "1"}, func(c Config) bool { return c.Trusted }, ""},
-		// The seed read "true" as 0.
+		// "true" is true, not a number that is not 1.
 		{"trusted true", []string{"PROXY_TRUSTED", "true"}, func(c Config) bool { return c.Trusted }, ""},
 		{"trusted YES", []string{"PROXY_TRUSTED", "YES"}, func(c Config) bool { return c.Trusted }, ""},
 		{"trusted 0", []string{"PROXY_TRUSTED", "0"}, func(c Config) bool { return !c.Trusted }, ""},
@@ -101,7 +101,7 @@ func TestParse(t *testing.T) {
 		{"idle ms", []string{"PROXY_IDLE", "1000"}, func(c Config) bool { return c.Idle == time.Second }, ""},
 		{"idle JS exponent", []string{"PROXY_IDLE", "90e3"}, func(c Config) bool { return c.Idle == 90*time.Second }, ""},
 		{"idle fraction", []string{"PROXY_IDLE", "1.5"}, func(c Config) bool { return c.Idle == 1500*time.Microsecond }, ""},
-		// The seed could express neither 0 nor Infinity (+"0" || 90e3 is 90e3).
+		// 0 and Infinity mean what they say, not the default (as +"0" || 90e3 would).
 		{"idle 0", []string{"PROXY_IDLE", "0"}, func(c Config) bool { return c.Idle == 0 }, ""},
 		{"idle Infinity", []string{"PROXY_IDLE", "Infinity"}, func(c Config) bool { return c.Idle == IdleNever }, ""},
 		{"idle never", []string{"PROXY_IDLE", "never"}, func(c Config) bool { return c.Idle == IdleNever }, ""},
@@ -268,5 +268,24 @@ func TestConfigDir(t *testing.T) {
 	}
 	if _, err := ConfigDir(lookupOf()); err == nil || !strings.Contains(err.Error(), "HOME") {
 		t.Errorf("with neither HOME nor XDG_CONFIG_HOME: %v, want an error naming HOME", err)
+	}
+}
+
+func TestStateDir(t *testing.T) {
+	for _, tc := range []struct {
+		env  []string
+		want string
+	}{
+		{[]string{"XDG_STATE_HOME", "/state", "HOME", "/home/u"}, "/state/tessel-proxy"},
+		{[]string{"XDG_STATE_HOME", "relative", "HOME", "/home/u"}, "/home/u/.local/state/tessel-proxy"},
+		{[]string{"XDG_CONFIG_HOME", "/cfg", "HOME", "/home/u"}, "/home/u/.local/state/tessel-proxy"},
+	} {
+		got, err := StateDir(lookupOf(tc.env...))
+		if err != nil || got != tc.want {
+			t.Errorf("StateDir(%v) = %q, %v, want %q", tc.env, got, err, tc.want)
+		}
+	}
+	if _, err := StateDir(lookupOf()); err == nil || !strings.Contains(err.Error(), "XDG_STATE_HOME") {
+		t.Errorf("with neither HOME nor XDG_STATE_HOME: %v, want an error naming XDG_STATE_HOME", err)
 	}
 }

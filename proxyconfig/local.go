@@ -4,6 +4,8 @@ import (
 	"net/netip"
 	"strings"
 	"unicode"
+
+	"github.com/tessel/tessel-proxy/internal/hostport"
 )
 
 // LocalList is a parsed PROXY_LOCAL: the hosts connected directly, never through the tunnel.
@@ -67,7 +69,7 @@ func parseLocalEntry(f string) (localEntry, error) {
 		if p.Addr().Is4In6() && p.Bits() >= 96 {
 			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
 		}
-		// The seed's example 192.168.0.255/4 has host bits set; the prefix is what counts.
+		// A prefix written with host bits set (192.168.0.255/4) means its masked prefix.
 		e.kind, e.prefix = kindPrefix, p.Masked()
 	default:
 		if a, err := netip.ParseAddr(unbracket(f)); err == nil {
@@ -124,10 +126,8 @@ func (l LocalList) Match(host string) (entry string, ok bool) {
 
 // unbracket drops the brackets around an IPv6 literal written as in a URL ([::1]).
 func unbracket(s string) string {
-	if strings.HasPrefix(s, "[") && strings.HasSuffix(s, "]") {
-		return s[1 : len(s)-1]
-	}
-	return s
+	h, _ := hostport.Unbracket(s)
+	return h
 }
 
 // Entries returns the entries as they were written, in order.

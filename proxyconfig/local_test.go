@@ -34,17 +34,17 @@ func TestLocalMatch(t *testing.T) {
 		{"IPv6 prefix in brackets", "[2001:db8::]/32", "2001:db8:1::5", "[2001:db8::]/32"},
 		{"mapped prefix covers IPv4", "::ffff:192.0.2.0/120", "192.0.2.200", "::ffff:192.0.2.0/120"},
 
-		// The seed's JavaScript shift turned /0 into /32.
+		// /0 is everything (a 32-bit shift by 32 would make it /32).
 		{"/0 is everything v4", "0.0.0.0/0", "203.0.113.9", "0.0.0.0/0"},
 		{"/0 is everything v6", "::/0", "2001:db8::1", "::/0"},
 		{"v4 /0 does not hold v6", "0.0.0.0/0", "2001:db8::1", ""},
-		// The seed matched names against any CIDR whose base was 0.
+		// A name is never an address in a CIDR, not even 0.0.0.0/0.
 		{"names never match a CIDR", "0.0.0.0/0 ::/0", "example.com", ""},
-		{"host bits set, as in the seed's example", "192.168.0.255/4", "200.1.2.3", "192.168.0.255/4"},
+		{"host bits set", "192.168.0.255/4", "200.1.2.3", "192.168.0.255/4"},
 		{"/32", "198.18.0.1/32", "198.18.0.1", "198.18.0.1/32"},
 		{"/32 other", "198.18.0.1/32", "198.18.0.2", ""},
 
-		// The seed matched badexample.net for .example.net.
+		// .example.net matches on a label boundary: not badexample.net.
 		{"suffix matches apex", ".example.net", "example.net", ".example.net"},
 		{"suffix matches sub", ".example.net", "a.example.net", ".example.net"},
 		{"suffix matches deep sub", ".example.net", "a.b.EXAMPLE.net.", ".example.net"},

@@ -2,14 +2,18 @@ package proxyserver
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
+	"github.com/go-jose/go-jose/v4"
 	"golang.org/x/oauth2"
 )
 
@@ -70,6 +74,15 @@ var signingAlgs = []string{
 	oidc.EdDSA,
 }
 
+// joseAlgs are signingAlgs as go-jose names them.
+var joseAlgs = func() []jose.SignatureAlgorithm {
+	out := make([]jose.SignatureAlgorithm, len(signingAlgs))
+	for i, a := range signingAlgs {
+		out[i] = jose.SignatureAlgorithm(a)
+	}
+	return out
+}()
+
 // NewOIDCAuthenticator returns an Authenticator that accepts OAuth JWT access tokens issued by
 // issuer for audience.
 //
@@ -97,8 +110,14 @@ func NewOIDCAuthenticator(ctx context.Context, issuer, audience string) (Authent
 		base = c.Transport // oidc.ClientContext: the caller's client
 	}
 	keys := &keyFetchLimiter{base: base, interval: keyRefetchInterval}
-	keysCtx := oidc.ClientContext(context.WithoutCancel(ctx), &http.Client{Transport: keys, Timeout: time.Minute})
-	verifier := provider.VerifierContext(keysCtx, &oidc.Config{
+	var discovered struct {
+		JWKSURL string `json:"jwks_uri"`
+	}
+	if err := provider.Claims(&discovered); err != nil || discovered.JWKSURL == "" {
+		return nil, fmt.Errorf("OIDC discovery for issuer %s: no jwks_uri (%v)", issuer, err)
+	}
+	keySet := newIssuerKeys(discovered.JWKSURL, &http.Client{Transport: keys, Timeout: time.Minute})
+	verifier := oidc.NewVerifier(issuer, keySet, &oidc.Config{
 		ClientID:             audience,
 		SupportedSigningAlgs: signingAlgs,
 	})
@@ -117,4 +136,130 @@ func (a *oidcAuthenticator) Authenticate(ctx context.Context, token string) (Ide
 		return Identity{}, fmt.Errorf("%w: token has no subject", ErrTokenRefused)
 	}
 	return Identity{Subject: tok.Subject, Expiry: tok.Expiry}, nil
+}
+
+// issuerKeys is the verifier's key set: the issuer's JWKS, fetched again when no cached key
+// verifies a signature, which is how key rotation is followed. go-oidc's RemoteKeySet does
+// the same but wakes the verification that waited for a fetch before it replaces its cache,
+// so that right after a rotation a token signed with the withdrawn key can still verify, and
+// one signed with the new key can be refused. Here the cache is replaced before the
+// verification that fetched returns.
+type issuerKeys struct {
+	url    string
+	client *http.Client
+
+	fetching sync.Mutex // held for a fetch: one at a time
+	mu       sync.Mutex // guards cached
+	cached   []jose.JSONWebKey
+}
+
+func newIssuerKeys(url string, client *http.Client) *issuerKeys {
+	return &issuerKeys{url: url, client: client}
+}
+
+// VerifySignature implements oidc.KeySet.
+func (k *issuerKeys) VerifySignature(ctx context.Context, jwt string) ([]byte, error) {
+	jws, err := jose.ParseSigned(jwt, joseAlgs)
+	if err != nil {
+		return nil, fmt.Errorf("malformed JWT: %w", err)
+	}
+	if len(jws.Signatures) != 1 {
+		return nil, errors.New("a JWT with more than one signature")
+	}
+	kid := jws.Signatures[0].Header.KeyID
+	k.mu.Lock()
+	before := k.cached
+	k.mu.Unlock()
+	if payload, ok := verifyWithAny(jws, before, kid); ok {
+		return payload, nil
+	}
+
+	k.fetching.Lock()
+	defer k.fetching.Unlock()
+	k.mu.Lock()
+	current := k.cached
+	k.mu.Unlock()
+	if !sameKeys(current, before) {
+		// Another verification fetched while this one waited: try its keys first.
+		if payload, ok := verifyWithAny(jws, current, kid); ok {
+			return payload, nil
+		}
+	}
+	fetched, err := k.fetch(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("fetching the issuer's keys: %w", err)
+	}
+	k.mu.Lock()
+	k.cached = fetched
+	k.mu.Unlock()
+	if payload, ok := verifyWithAny(jws, fetched, kid); ok {
+		return payload, nil
+	}
+	return nil, errors.New("no key of the issuer verifies the signature")
+}
+
+// verifyWithAny verifies jws with the first of keys (with kid, when the token names one) that
+// can.
+func verifyWithAny(jws *jose.JSONWebSignature, keys []jose.JSONWebKey, kid string) ([]byte, bool) {
+	for i := range keys {
+		if kid == "" || keys[i].KeyID == kid {
+			if payload, err := jws.Verify(&keys[i]); err == nil {
+				return payload, true
+			}
+		}
+	}
+	return nil, false
+}
+
+// sameKeys reports whether a and b are the same fetch's keys.
+func sameKeys(a, b []jose.JSONWebKey) bool {
+	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
+}
+
+// fetch reads the issuer's JWKS. Keys this server cannot use (an algorithm or key type it does
+// not know) are skipped, as RFC 7517 section 5 asks, rather than failing the whole set.
+func (k *issuerKeys) fetch(ctx context.Context) ([]jose.JSONWebKey, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, k.url, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := k.client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s: %s", k.url, resp.Status)
+	}
+	var set struct {
+		Keys []json.RawMessage `json:"keys"`
+	}
+	if err := json.Unmarshal(body, &set); err != nil {
+		return nil, fmt.Errorf("%s: %w", k.url, err)
+	}
+	var keys []jose.JSONWebKey
+	for _, raw := range set.Keys {
+		var meta struct {
+			Alg string `json:"alg"`
+		}
+		if err := json.Unmarshal(raw, &meta); err != nil {
+			return nil, fmt.Errorf("%s: %w", k.url, err)
+		}
+		if meta.Alg != "" && !slices.Contains(joseAlgs, jose.SignatureAlgorithm(meta.Alg)) {
+			continue
+		}
+		var key jose.JSONWebKey
+		if err := json.Unmarshal(raw, &key); err != nil {
+			if errors.Is(err, jose.ErrUnsupportedKeyType) {
+				continue
+			}
+			return nil, fmt.Errorf("%s: %w", k.url, err)
+		}
+		keys = append(keys, key)
+	}
+	return keys, nil
 }

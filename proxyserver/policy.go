@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/tessel/tessel-proxy/internal/hostport"
 	"github.com/tessel/tessel-proxy/wire"
 )
 
@@ -172,10 +173,7 @@ func (p *Policy) Check(addr netip.Addr) error {
 // as a name: a resolver that hands it to getaddrinfo would otherwise turn it into an address
 // that the policy never saw. An IPv6 literal may come with brackets.
 func ParseHostAddr(host string) (netip.Addr, bool) {
-	h := host
-	if strings.HasPrefix(h, "[") && strings.HasSuffix(h, "]") {
-		h = h[1 : len(h)-1]
-	}
+	h, _ := hostport.Unbracket(host)
 	if addr, err := netip.ParseAddr(h); err == nil {
 		return addr, true
 	}

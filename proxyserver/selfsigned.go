@@ -12,17 +12,85 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"math/big"
+	"net"
 	"net/netip"
 	"os"
 	"strings"
 	"time"
 
 	"github.com/tessel/tessel-proxy/internal/atomicfile"
+	"github.com/tessel/tessel-proxy/internal/hostport"
 )
 
 // SelfSignedValidity is how long a generated certificate is valid.
 const SelfSignedValidity = 5 * 365 * 24 * time.Hour
+
+// SelfSignedOptions says which certificate BootstrapSelfSigned makes sure of.
+type SelfSignedOptions struct {
+	CertFile, KeyFile string
+	// Hostnames are the DNS names and IP addresses the operator asked for (serve --hostname).
+	Hostnames []string
+	// Listen is the address the server listens on; a specific host in it is named too.
+	Listen string
+	// Dev is a development server: the certificate names loopback too, and one that does not
+	// name ClientHost (the address clients are told to use) is replaced, since the files are
+	// the dev server's own.
+	Dev        bool
+	ClientHost string
+	// Logger hears that a dev certificate is replaced; nil is slog.Default().
+	Logger *slog.Logger
+}
+
+// BootstrapSelfSigned makes sure o.CertFile and o.KeyFile hold a certificate and its key,
+// generating a self-signed pair for SelfSignedHosts(o) when neither file exists (see
+// EnsureSelfSigned), and reports whether it generated one.
+func BootstrapSelfSigned(o SelfSignedOptions) (created bool, err error) {
+	if o.Dev {
+		if err := CertCovers(o.CertFile, o.ClientHost); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			logger := o.Logger
+			if logger == nil {
+				logger = slog.Default()
+			}
+			logger.Info("replacing the dev certificate", "reason", err)
+			os.Remove(o.CertFile)
+			os.Remove(o.KeyFile)
+		}
+	}
+	return EnsureSelfSigned(o.CertFile, o.KeyFile, SelfSignedHosts(o))
+}
+
+// SelfSignedHosts returns the names a certificate generated for o is for, without repeats:
+// o.Hostnames, loopback for a dev server, and the listen host unless it is every address.
+// With none of those it names this machine (os.Hostname) and loopback, so that a client's
+// name mismatch is explicable from the names serve prints.
+func SelfSignedHosts(o SelfSignedOptions) []string {
+	hosts := append([]string(nil), o.Hostnames...)
+	if o.Dev {
+		hosts = append(hosts, "localhost", "127.0.0.1", "::1")
+	}
+	if host, _, err := net.SplitHostPort(o.Listen); err == nil && host != "" {
+		if a, err := netip.ParseAddr(host); err != nil || !a.IsUnspecified() {
+			hosts = append(hosts, host)
+		}
+	}
+	if len(hosts) == 0 {
+		if name, err := os.Hostname(); err == nil && name != "" {
+			hosts = append(hosts, name)
+		}
+		hosts = append(hosts, "localhost", "127.0.0.1", "::1")
+	}
+	seen := make(map[string]bool, len(hosts))
+	out := hosts[:0]
+	for _, h := range hosts {
+		if !seen[h] {
+			seen[h] = true
+			out = append(out, h)
+		}
+	}
+	return out
+}
 
 // EnsureSelfSigned makes sure certFile and keyFile hold a certificate and its key. When both
 // exist it leaves them alone; when neither does it generates an ECDSA P-256 key and a
@@ -85,7 +153,7 @@ func GenerateSelfSigned(hosts []string, now time.Time) (certPEM, keyPEM []byte, 
 		IsCA:                  true,
 	}
 	for _, h := range hosts {
-		h = strings.TrimSuffix(strings.TrimPrefix(h, "["), "]")
+		h, _ = hostport.Unbracket(h)
 		if addr, err := netip.ParseAddr(h); err == nil {
 			tmpl.IPAddresses = append(tmpl.IPAddresses, addr.AsSlice())
 		} else if h != "" {
@@ -174,6 +242,3 @@ func exists(path string) (bool, error) {
 	}
 	return false, err
 }
-
-// writeFileAtomic writes data to a temporary file beside path and renames it into place, so
-// that a reader never sees half a file and a crash leaves either nothing or everything.

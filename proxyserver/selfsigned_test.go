@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -135,5 +136,64 @@ func TestCertFileReloadsRenewedCertificate(t *testing.T) {
 	}
 	if got := served(); got != "renewed.example" {
 		t.Fatalf("a mismatched pair replaced the working certificate: serving %s", got)
+	}
+}
+
+func TestSelfSignedHosts(t *testing.T) {
+	machine, err := os.Hostname()
+	if err != nil || machine == "" {
+		t.Skipf("this machine has no host name (%v)", err)
+	}
+	loopback := []string{"localhost", "127.0.0.1", "::1"}
+	tests := []struct {
+		name string
+		o    SelfSignedOptions
+		want []string
+	}{
+		{"the names asked for, then the listen host", SelfSignedOptions{Hostnames: []string{"proxy.example.net"}, Listen: "192.0.2.1:443"},
+			[]string{"proxy.example.net", "192.0.2.1"}},
+		{"every address and no names: this machine and loopback", SelfSignedOptions{Listen: ":443"},
+			append([]string{machine}, loopback...)},
+		{"an unspecified listen host is not a name", SelfSignedOptions{Hostnames: []string{"p"}, Listen: "[::]:443"}, []string{"p"}},
+		{"dev: loopback, without repeats", SelfSignedOptions{Dev: true, Listen: "127.0.0.1:0"}, loopback},
+		{"dev with a name", SelfSignedOptions{Dev: true, Hostnames: []string{"::1", "dev.example"}, Listen: "127.0.0.1:0"},
+			[]string{"::1", "dev.example", "localhost", "127.0.0.1"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := SelfSignedHosts(tt.o); !slices.Equal(got, tt.want) {
+				t.Errorf("got %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+// A dev server's certificate that does not name the address clients are told to use is
+// replaced; an operator's is left alone.
+func TestBootstrapSelfSignedReplacesOnlyADevCertificateThatDoesNotFit(t *testing.T) {
+	for _, dev := range []bool{true, false} {
+		dir := t.TempDir()
+		o := SelfSignedOptions{CertFile: filepath.Join(dir, "cert.pem"), KeyFile: filepath.Join(dir, "key.pem"),
+			Hostnames: []string{"old.example"}, Listen: "127.0.0.1:0", Dev: dev, ClientHost: "127.0.0.1"}
+		if _, err := EnsureSelfSigned(o.CertFile, o.KeyFile, []string{"old.example"}); err != nil {
+			t.Fatal(err)
+		}
+		created, err := BootstrapSelfSigned(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if created != dev {
+			t.Errorf("dev=%v: created=%v, want %v", dev, created, dev)
+		}
+		err = CertCovers(o.CertFile, "127.0.0.1")
+		if dev && err != nil {
+			t.Errorf("dev: the new certificate does not name the client address: %v", err)
+		}
+		if !dev && err == nil {
+			t.Error("not dev: the operator's certificate was replaced")
+		}
+		if created, err := BootstrapSelfSigned(o); err != nil || created {
+			t.Errorf("dev=%v: a second start generated again (%v, %v)", dev, created, err)
+		}
 	}
 }

@@ -22,7 +22,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -76,15 +75,24 @@ func Start(t testing.TB, opts Options) *Server {
 	if _, err := os.Stat(filepath.Join(Dir(), "node_modules", "oidc-provider")); err != nil {
 		t.Fatalf("oidc-provider is not installed: run `npm ci` in %s (scripts/install-deps.sh does)", Dir())
 	}
-	if opts.Port == 0 {
-		opts.Port = freePort(t)
-	}
-	s := &Server{Issuer: "http://127.0.0.1:" + strconv.Itoa(opts.Port), Port: opts.Port, opts: opts}
-	if err := s.start(); err != nil {
+	pickPort := opts.Port == 0
+	for attempt := 1; ; attempt++ {
+		if pickPort {
+			opts.Port = freePort(t)
+		}
+		s := &Server{Issuer: "http://127.0.0.1:" + strconv.Itoa(opts.Port), Port: opts.Port, opts: opts}
+		err := s.start()
+		if err == nil {
+			t.Cleanup(s.Stop)
+			return s
+		}
+		// A port found free can be taken by another process before node binds it; pick
+		// another rather than fail the test.
+		if pickPort && attempt < 5 && strings.Contains(err.Error(), "EADDRINUSE") {
+			continue
+		}
 		t.Fatal(err)
 	}
-	t.Cleanup(s.Stop)
-	return s
 }
 
 func freePort(t testing.TB) int {
@@ -167,7 +175,7 @@ func (s *Server) start() error {
 			return fmt.Errorf("the OAuth test server exited before listening:\n%s", logs.String())
 		}
 	case <-time.After(30 * time.Second):
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		kill(cmd)
 		<-done
 		return errors.New("the OAuth test server did not start within 30s")
 	}
@@ -194,7 +202,7 @@ func (s *Server) Stop() {
 	if cmd == nil {
 		return
 	}
-	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	kill(cmd)
 	<-done
 }
 

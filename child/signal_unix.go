@@ -1,6 +1,6 @@
 //go:build unix
 
-package commands
+package child
 
 import (
 	"os"
@@ -9,7 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// forwardedSignals reach the program as they reach `run`.
+// forwardedSignals reach the program as they reach this process.
 var forwardedSignals = []os.Signal{
 	syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT,
 	syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGWINCH,
@@ -18,8 +18,8 @@ var forwardedSignals = []os.Signal{
 // terminalSignal are the signals a terminal itself sends (Ctrl-C, Ctrl-\, a resize).
 var terminalSignal = map[os.Signal]bool{syscall.SIGINT: true, syscall.SIGQUIT: true, syscall.SIGWINCH: true}
 
-// inTerminalForeground reports whether one of files is a terminal whose foreground
-// process group is run's, which the program shares.
+// inTerminalForeground reports whether the first of files that is a terminal has this
+// process's group as its foreground process group, which the program shares.
 func inTerminalForeground(files ...any) bool {
 	for _, x := range files {
 		f, ok := x.(*os.File)

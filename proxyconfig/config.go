@@ -119,7 +119,7 @@ var Variables = []Variable{
 	{Name: VarTrusted, Default: "0", Help: "1/true/yes lets the proxy server make TLS connections on the client's behalf (it then sees plaintext); 0/false/no never", Values: []string{"1", "0", "true", "false", "yes", "no"}},
 	{Name: VarIdle, Default: "90000", Help: "close the tunnel this long after its last stream closed: milliseconds (90e3), a duration (90s), 0, or Infinity/never", Values: []string{"0", "90000", "Infinity", "never"}},
 	{Name: VarLocal, Default: DefaultLocal, Help: "hosts connected directly, never through the tunnel: addresses, CIDR prefixes, names and .suffixes, separated by spaces or commas; none = nothing is local", Values: []string{"none"}},
-	{Name: VarVia, Help: "http://[user:password@]host:port of an upstream HTTP proxy the tunnel's own connection goes through (CONNECT); unset: HTTPS_PROXY and NO_PROXY apply; none: never; env list masks the password", Secret: true, Values: []string{ViaNone}},
+	{Name: VarVia, Help: "http://[user:password@]host:port of an upstream HTTP proxy the tunnel's own connection goes through (CONNECT); unset: HTTPS_PROXY and NO_PROXY apply; none: never", Secret: true, Values: []string{ViaNone}},
 	{Name: VarDebug, Help: "any value logs tunnel and routing decisions to stderr"},
 }
 

@@ -1,3 +1,5 @@
+//go:build linux
+
 package e2e
 
 import (
@@ -163,6 +165,11 @@ func TestRunThroughUpstreamProxy(t *testing.T) {
 		r = runTool(t, srv.clientEnv(t, "PROXY_VIA=http://alice:"+pass+"@"+up.addr), "run", "--debug", "--", "curl", "-sS", "--fail", target.URL+"/hello")
 		if r.code != 0 || !strings.Contains(r.stderr, "via upstream proxy http://alice:********@"+up.addr) || strings.Contains(r.stderr, pass) {
 			t.Errorf("run --debug: exit %d, stderr:\n%s", r.code, r.stderr)
+		}
+		// The program gets the front, not the upstream proxy and its password.
+		r = runTool(t, srv.clientEnv(t, "PROXY_VIA=http://alice:"+pass+"@"+up.addr), "run", "--", "sh", "-c", `printf '%s' "${PROXY_VIA-unset} $HTTPS_PROXY"`)
+		if r.code != 0 || !strings.HasPrefix(r.stdout, "unset http://") || strings.Contains(r.stdout, pass) {
+			t.Errorf("the program's environment: exit %d, %q", r.code, r.stdout)
 		}
 		// route says so too.
 		r = runTool(t, srv.clientEnv(t, "PROXY_VIA=http://alice:"+pass+"@"+up.addr), "route", "example.com")

@@ -120,10 +120,14 @@ func (tr *transport) dialTCP(ctx context.Context) (net.Conn, error) {
 	}
 	c, err := tr.direct.DialContext(ctx, "tcp", tr.cfg.Via.Host)
 	if err != nil {
-		if ctx.Err() == nil {
-			return nil, fmt.Errorf("%w %s: %v", ErrUpstreamUnreachable, tr.upstream(), err)
+		var ne net.Error
+		switch {
+		case errors.Is(ctx.Err(), context.Canceled):
+			return nil, context.Canceled
+		case ctx.Err() != nil || errors.As(err, &ne) && ne.Timeout():
+			return nil, fmt.Errorf("%w %s: no answer within %s", ErrUpstreamUnreachable, tr.upstream(), tr.timeout)
 		}
-		return nil, tr.unreachable(ctx, err)
+		return nil, fmt.Errorf("%w %s: %v", ErrUpstreamUnreachable, tr.upstream(), err)
 	}
 	if err := tr.connect(ctx, c); err != nil {
 		c.Close()

@@ -342,7 +342,8 @@ func TestOnlyWayOutIsTheHTTPProxy(t *testing.T) {
 		t.Fatal("this test makes network namespaces and needs root (CI runs as root)")
 	}
 	n := 8 + rand.IntN(240)
-	suffix := fmt.Sprintf("%d", os.Getpid()%100000)
+	// The pid in the names tells removeStaleNetworks that they belong to a running test.
+	suffix := fmt.Sprint(os.Getpid())
 	clientNS, serveNS := "tpx-awc-"+suffix, "tpx-aws-"+suffix
 	clientHost, clientAddr := fmt.Sprintf("198.18.%d.1", n), fmt.Sprintf("198.18.%d.2", n)
 	serveHost, serveAddr := fmt.Sprintf("198.19.%d.1", n), fmt.Sprintf("198.19.%d.2", n)
@@ -360,6 +361,11 @@ func TestOnlyWayOutIsTheHTTPProxy(t *testing.T) {
 	direct := runCommand(t, srv.clientEnv(t, "PROXY_VIA=none", "HTTPS_PROXY="+proxyURL),
 		append(inClient, binary, "run", "--", "curl", "-sS", "--max-time", "5", url)...)
 	oneLine(t, direct, "", "cannot reach the proxy")
+
+	// An upstream proxy address where nothing answers (no such host on the link).
+	nobody := fmt.Sprintf("http://198.18.%d.3:3128", n)
+	gone := runCommand(t, srv.clientEnv(t, "PROXY_VIA="+nobody), append(inClient, binary, "run", "--", "true")...)
+	oneLine(t, gone, "", "cannot reach the upstream proxy "+nobody+" (PROXY_VIA)")
 
 	for _, tc := range []struct {
 		name string

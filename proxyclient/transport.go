@@ -161,20 +161,52 @@ func (tr *transport) connect(ctx context.Context, c net.Conn) error {
 		return tr.upstreamBroke(ctx, err)
 	}
 	resp.Body.Close()
+	auth := resp.StatusCode == http.StatusProxyAuthRequired || resp.StatusCode == http.StatusUnauthorized
 	switch {
 	case resp.StatusCode/100 == 2:
 		c.SetDeadline(time.Time{})
 		return nil
+	case auth && !offersBasic(resp.Header.Values("Proxy-Authenticate")):
+		return fmt.Errorf("%w: %s answered %s and asks for %s authentication; only Basic is spoken here "+
+			"(a local helper such as cntlm or px can speak NTLM or Negotiate to it, and Basic or none to us)",
+			ErrUpstreamAuth, tr.upstream(), resp.Status, schemes(resp.Header.Values("Proxy-Authenticate")))
 	// 407 is the standard answer; some proxies (tinyproxy, to wrong credentials) say 401.
-	case (resp.StatusCode == http.StatusProxyAuthRequired || resp.StatusCode == http.StatusUnauthorized) && tr.cfg.Via.User == nil:
+	case auth && tr.cfg.Via.User == nil:
 		return fmt.Errorf("%w: %s answered %s; it wants a user and password: %s=http://USER:PASSWORD@%s",
 			ErrUpstreamAuth, tr.upstream(), resp.Status, tr.cfg.ViaSource, tr.cfg.Via.Host)
-	case resp.StatusCode == http.StatusProxyAuthRequired || resp.StatusCode == http.StatusUnauthorized:
+	case auth:
 		return fmt.Errorf("%w: %s answered %s; check the user and password in %s",
 			ErrUpstreamAuth, tr.upstream(), resp.Status, tr.cfg.ViaSource)
 	default:
 		return fmt.Errorf("%w %s: %s answered %s to CONNECT", ErrUpstreamRefused, target, tr.upstream(), resp.Status)
 	}
+}
+
+// offersBasic reports whether an upstream proxy's Proxy-Authenticate challenges allow Basic
+// credentials; no challenge at all is taken as yes.
+func offersBasic(challenges []string) bool {
+	if len(challenges) == 0 {
+		return true
+	}
+	for _, c := range challenges {
+		for _, part := range strings.Split(c, ",") {
+			scheme, _, _ := strings.Cut(strings.TrimSpace(part), " ")
+			if strings.EqualFold(scheme, "Basic") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// schemes names the authentication schemes of challenges, for a message.
+func schemes(challenges []string) string {
+	var names []string
+	for _, c := range challenges {
+		scheme, _, _ := strings.Cut(strings.TrimSpace(c), " ")
+		names = append(names, scheme)
+	}
+	return strings.Join(names, " or ")
 }
 
 // exactReader hands out one byte per Read, so that the bufio.Reader parsing the CONNECT

@@ -103,7 +103,8 @@ type connectProxy struct {
 	ln       net.Listener
 	user     string // "" takes anyone
 	pass     string
-	status   int // when not 0, the answer to every CONNECT
+	status   int    // when not 0, the answer to every CONNECT
+	scheme   string // the Proxy-Authenticate challenge of a 407; default Basic
 	mu       sync.Mutex
 	requests []string // "CONNECT host:port" lines seen
 	wg       sync.WaitGroup
@@ -158,7 +159,11 @@ func (p *connectProxy) handle(c net.Conn) {
 	if p.user != "" {
 		want := "Basic " + base64.StdEncoding.EncodeToString([]byte(p.user+":"+p.pass))
 		if req.Header.Get("Proxy-Authorization") != want {
-			io.WriteString(c, "HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm=\"corp\"\r\nContent-Length: 0\r\n\r\n")
+			scheme := p.scheme
+			if scheme == "" {
+				scheme = `Basic realm="corp"`
+			}
+			io.WriteString(c, "HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: "+scheme+"\r\nContent-Length: 0\r\n\r\n")
 			return
 		}
 	}
@@ -215,6 +220,8 @@ func TestUpstreamProxyErrors(t *testing.T) {
 	closed.Close()
 
 	needsAuth := newConnectProxy(t, "alice", "right")
+	ntlm := newConnectProxy(t, "alice", "right")
+	ntlm.scheme = "NTLM"
 	forbidden := newConnectProxy(t, "", "")
 	forbidden.status = http.StatusForbidden
 	tests := []struct {
@@ -226,6 +233,7 @@ func TestUpstreamProxyErrors(t *testing.T) {
 		{"refused", closedURL, ErrUpstreamUnreachable, []string{"connection refused", "PROXY_VIA", closed.Addr().String()}},
 		{"407 without credentials", needsAuth.url("", ""), ErrUpstreamAuth, []string{"407", "wants a user and password", "PROXY_VIA=http://USER:PASSWORD@"}},
 		{"407 with wrong credentials", needsAuth.url("alice", "s3cret"), ErrUpstreamAuth, []string{"407", "check the user and password in PROXY_VIA", "alice:********@"}},
+		{"407 NTLM only", ntlm.url("alice", "s3cret"), ErrUpstreamAuth, []string{"asks for NTLM authentication", "only Basic"}},
 		{"403", forbidden.url("", ""), ErrUpstreamRefused, []string{"403 Forbidden", "CONNECT", srv.addr.String()}},
 	}
 	for _, tt := range tests {

@@ -196,6 +196,7 @@ func (w *webFront) handler(trusted []netip.Prefix) http.Handler {
 		if t == nil {
 			return
 		}
+		t.log = t.log.With("transport", "websocket")
 		// The handler's goroutine is the tunnel's: the connection is hijacked, so the
 		// HTTP server no longer tracks it.
 		t.serve()

@@ -52,11 +52,12 @@ func sourceOfRequest(r *http.Request, trusted []netip.Prefix) source {
 	last := strings.TrimSpace(entries[len(entries)-1])
 	client, err := netip.ParseAddr(last)
 	if err != nil {
-		if cap, perr := netip.ParseAddrPort(last); perr == nil {
-			client = cap.Addr()
-		} else {
+		// Some proxies add the client's port: 203.0.113.7:4444 or [2001:db8::7]:4444.
+		withPort, perr := netip.ParseAddrPort(last)
+		if perr != nil {
 			return src
 		}
+		client = withPort.Addr()
 	}
 	client = client.Unmap()
 	return source{Addr: client, Remote: client.String() + " via " + r.RemoteAddr}

@@ -74,7 +74,7 @@ type benchDial func(ctx context.Context, early []byte) (net.Conn, error)
 func BenchmarkThroughput(b *testing.B) {
 	const size = 64 << 20
 	target := newBenchTarget(b, size)
-	srv := newTestServer(b, testToken)
+	srv := newTestServer(b, testToken, quietLogs)
 	d := newTestDialer(b, srv.config(), testToken)
 	var direct net.Dialer
 	dials := map[string]benchDial{
@@ -99,7 +99,7 @@ func BenchmarkThroughput(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			n, err := copyBuffered(io.Discard, c)
+			n, err := relay.Copy(io.Discard, c, nil)
 			c.Close()
 			if err != nil || n != size {
 				b.Fatalf("%s: read %d bytes, %v", name, n, err)
@@ -117,7 +117,7 @@ func BenchmarkThroughput(b *testing.B) {
 // and closes, directly and through the (already open) tunnel.
 func BenchmarkNewConnection(b *testing.B) {
 	target := newBenchTarget(b, 0)
-	srv := newTestServer(b, testToken)
+	srv := newTestServer(b, testToken, quietLogs)
 	d := newTestDialer(b, srv.config(), testToken)
 	var direct net.Dialer
 	addr := target.ln.Addr().String()

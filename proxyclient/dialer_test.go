@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/tessel/tessel-proxy/proxyconfig"
+	"github.com/tessel/tessel-proxy/proxyserver"
 	"github.com/tessel/tessel-proxy/wire"
 	"go.uber.org/goleak"
 )
@@ -75,18 +76,16 @@ func TestDialThroughTunnel(t *testing.T) {
 	if got := echoThrough(t, d, target.addr()); got != "echo:hello" {
 		t.Fatalf("got %q through the tunnel, want %q", got, "echo:hello")
 	}
-	if n := srv.streams.Load(); n != 1 {
+	if n := srv.streams(); n != 1 {
 		t.Fatalf("server saw %d streams, want 1 (the dial did not use the tunnel)", n)
 	}
-	srv.mu.Lock()
-	req := srv.lastReq
-	srv.mu.Unlock()
+	req := srv.lastRequest()
 	if req.Kind != wire.KindNet || req.Host != "127.0.0.1" {
 		t.Fatalf("stream request %+v, want kind net to host 127.0.0.1 unresolved", req)
 	}
 	// A second dial reuses the tunnel.
 	echoThrough(t, d, target.addr())
-	if n := srv.handshakes.Load(); n != 1 {
+	if n := srv.handshakes(); n != 1 {
 		t.Fatalf("%d tunnel handshakes for two dials, want 1", n)
 	}
 }
@@ -174,7 +173,7 @@ func TestConcurrentFirstDialsShareOneHandshake(t *testing.T) {
 
 	const n = 16
 	dialAllAtOnce(t, d, target.addr(), n)
-	if got := srv.handshakes.Load(); got != 1 {
+	if got := srv.handshakes(); got != 1 {
 		t.Fatalf("%d concurrent first dials made %d handshakes, want 1", n, got)
 	}
 }
@@ -198,7 +197,7 @@ func TestCancelledWaiterDoesNotCancelOthers(t *testing.T) {
 		}
 		defer c.Close()
 		<-release
-		up, err := net.Dial("tcp", srv.ln.Addr().String())
+		up, err := net.Dial("tcp", srv.addr())
 		if err != nil {
 			return
 		}
@@ -227,7 +226,7 @@ func TestCancelledWaiterDoesNotCancelOthers(t *testing.T) {
 	if err := <-results; err != nil {
 		t.Fatalf("patient waiter got %v after the other gave up, want the tunnel", err)
 	}
-	if got := srv.handshakes.Load(); got != 1 {
+	if got := srv.handshakes(); got != 1 {
 		t.Fatalf("%d handshakes, want 1", got)
 	}
 	d.Close()
@@ -252,12 +251,9 @@ func TestRefusalsMapToSentinels(t *testing.T) {
 		{wire.StatusInternal, ErrInternal},
 		{wire.Status(200), ErrProtocol},
 	}
-	srv := newTestServer(t, testToken)
 	var status atomic.Uint32
-	srv.mu.Lock()
-	srv.refuse = func(wire.StreamRequest) wire.Status { return wire.Status(status.Load()) }
-	srv.mu.Unlock()
-	d := newTestDialer(t, srv.config(), testToken)
+	cfg, handshakes := refusingServer(t, &status)
+	d := newTestDialer(t, cfg, testToken)
 	for _, tc := range cases {
 		t.Run(tc.want.Error(), func(t *testing.T) {
 			status.Store(uint32(tc.status))
@@ -275,7 +271,7 @@ func TestRefusalsMapToSentinels(t *testing.T) {
 		})
 	}
 	// Refused streams leave the tunnel usable.
-	if got := srv.handshakes.Load(); got != 1 {
+	if got := handshakes.Load(); got != 1 {
 		t.Fatalf("%d handshakes across refusals, want 1", got)
 	}
 }
@@ -383,7 +379,7 @@ func TestReconnectAfterServerKillsTunnel(t *testing.T) {
 	if got := echoThrough(t, d, target.addr()); got != "echo:hello" {
 		t.Fatalf("after reconnect got %q", got)
 	}
-	if got := srv.handshakes.Load(); got != 2 {
+	if got := srv.handshakes(); got != 2 {
 		t.Fatalf("%d handshakes, want 2 (one per tunnel)", got)
 	}
 }
@@ -396,10 +392,10 @@ func TestKeepaliveDetectsDeadTunnel(t *testing.T) {
 	mux.ConnectionWriteTimeout = 100 * time.Millisecond
 	d := newTestDialer(t, srv.config(), testToken, WithMuxConfig(mux))
 
-	srv.freezeNext.Store(true)
 	if err := d.Connect(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+	srv.freezeTunnels()
 	d.tun.mu.Lock()
 	first := d.tun.cur
 	d.tun.mu.Unlock()
@@ -407,7 +403,7 @@ func TestKeepaliveDetectsDeadTunnel(t *testing.T) {
 	if got := echoThrough(t, d, target.addr()); got != "echo:hello" {
 		t.Fatalf("after the dead tunnel got %q", got)
 	}
-	if got := srv.handshakes.Load(); got != 2 {
+	if got := srv.handshakes(); got != 2 {
 		t.Fatalf("%d handshakes, want 2", got)
 	}
 }
@@ -487,7 +483,7 @@ func TestIdle(t *testing.T) {
 		}
 		eventually(t, "server to see the tunnel close", func() bool { return srv.openTunnels() == 0 })
 		echoThrough(t, d, target.addr())
-		if got := srv.handshakes.Load(); got != 2 {
+		if got := srv.handshakes(); got != 2 {
 			t.Fatalf("%d handshakes, want 2 (the next dial reopens)", got)
 		}
 	})
@@ -615,8 +611,8 @@ func TestForcedDirectAndLocalSkipTheTunnel(t *testing.T) {
 	if got := echoThrough(t, d2, target.addr()); got != "echo:hello" {
 		t.Fatalf("direct echo got %q", got)
 	}
-	if n := srv.streams.Load(); n != 0 || srv.handshakes.Load() != 0 {
-		t.Fatalf("server saw %d streams, %d tunnels; direct routes must not touch the proxy", n, srv.handshakes.Load())
+	if n := srv.streams(); n != 0 || srv.handshakes() != 0 {
+		t.Fatalf("server saw %d streams, %d tunnels; direct routes must not touch the proxy", n, srv.handshakes())
 	}
 }
 
@@ -640,17 +636,12 @@ func TestTLSDialer(t *testing.T) {
 	}
 
 	t.Run("trusted: the proxy makes the TLS connection", func(t *testing.T) {
-		srv := newTestServer(t, testToken)
-		srv.mu.Lock()
-		srv.targetRoots = roots
-		srv.mu.Unlock()
+		srv := newTestServer(t, testToken, func(c *proxyserver.Config) { c.TargetRootCAs = roots })
 		d := newTestDialer(t, withTrusted(srv.config()), testToken)
 		if got := get(t, d); got != "secret page" {
 			t.Fatalf("got %q", got)
 		}
-		srv.mu.Lock()
-		kind := srv.lastReq.Kind
-		srv.mu.Unlock()
+		kind := srv.lastRequest().Kind
 		if kind != wire.KindTLS {
 			t.Fatalf("stream kind %v, want tls", kind)
 		}
@@ -661,7 +652,7 @@ func TestTLSDialer(t *testing.T) {
 		if got := get(t, d); got != "secret page" {
 			t.Fatalf("got %q", got)
 		}
-		if n := srv.streams.Load(); n != 0 {
+		if n := srv.streams(); n != 0 {
 			t.Fatalf("proxy saw %d streams for an untrusted TLS dial", n)
 		}
 	})
@@ -682,8 +673,8 @@ func TestDialerInHTTPTransport(t *testing.T) {
 	}
 	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if !strings.HasPrefix(string(b), "hello from") || srv.streams.Load() != 1 {
-		t.Fatalf("got %q with %d streams", b, srv.streams.Load())
+	if !strings.HasPrefix(string(b), "hello from") || srv.streams() != 1 {
+		t.Fatalf("got %q with %d streams", b, srv.streams())
 	}
 }
 
@@ -701,7 +692,7 @@ func TestGoAwayMovesNewConnectionsToANewTunnel(t *testing.T) {
 	if got := echoThrough(t, d, target.addr()); got != "echo:hello" {
 		t.Fatalf("dial after GoAway got %q", got)
 	}
-	eventually(t, "a second tunnel", func() bool { return srv.handshakes.Load() == 2 })
+	eventually(t, "a second tunnel", func() bool { return srv.handshakes() == 2 })
 	// The connection opened before the GoAway still works.
 	io.WriteString(old, "still here")
 	old.(interface{ CloseWrite() error }).CloseWrite()
@@ -746,7 +737,7 @@ func TestIdleZeroBurstSharesOneTunnel(t *testing.T) {
 
 	const n = 32
 	dialAllAtOnce(t, d, target, n)
-	if got := srv.handshakes.Load(); got != 1 {
+	if got := srv.handshakes(); got != 1 {
 		t.Fatalf("%d overlapping first dials with PROXY_IDLE=0 made %d handshakes, want 1", n, got)
 	}
 }
@@ -776,7 +767,7 @@ func TestIdleZeroKeepsTunnelForDialInFlight(t *testing.T) {
 	if !tun.sess.IsClosed() {
 		t.Fatal("tunnel still open after its last user left with PROXY_IDLE=0")
 	}
-	if got := srv.handshakes.Load(); got != 1 {
+	if got := srv.handshakes(); got != 1 {
 		t.Fatalf("%d handshakes, want 1", got)
 	}
 }

@@ -18,7 +18,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
+
+	"github.com/tessel/tessel-proxy/internal/relay"
+	"github.com/tessel/tessel-proxy/wire"
 )
 
 // handshakeIdle bounds how long a client of the front may take over a SOCKS negotiation or
@@ -185,7 +189,7 @@ type trackedConn struct {
 func (t *trackedConn) Close() error { return t.f.untrack(t.Conn) }
 
 func (t *trackedConn) CloseWrite() error {
-	if cw, ok := t.Conn.(closeWriter); ok {
+	if cw, ok := t.Conn.(interface{ CloseWrite() error }); ok {
 		return cw.CloseWrite()
 	}
 	return nil
@@ -265,32 +269,15 @@ func (f *Front) relay(client net.Conn, br *bufio.Reader, target net.Conn) {
 		}
 		br.Discard(n)
 	}
-	var mu sync.Mutex
-	answered := false // the target's side ended cleanly and the client has its FIN
-	done := make(chan struct{})
-	f.w.Go(func() {
-		defer close(done)
-		err := copyHalf(client, target)
-		mu.Lock()
-		defer mu.Unlock()
-		if err != nil {
-			abort(client)
-			target.Close()
-			return
-		}
-		answered = true
-	})
-	if err := copyHalf(target, client); err != nil {
-		target.Close()
-		mu.Lock()
-		if answered {
-			client.Close() // a reset could drop the end of a complete answer
-		} else {
-			abort(client)
-		}
-		mu.Unlock()
+	// The relay gets the bare connection, so that two TCP connections splice; the
+	// deferred Close above forgets the tracked one.
+	if t, ok := target.(*trackedConn); ok {
+		target = t.Conn
 	}
-	<-done
+	relay.Pipe(
+		relay.Side{Conn: client, Abort: func() { relay.Reset(client) }},
+		relay.Side{Conn: target},
+		relay.Options{Go: f.w.Go})
 }
 
 // ---- SOCKS5 ----
@@ -394,7 +381,7 @@ func (f *Front) serveSOCKS(c net.Conn, br *bufio.Reader) {
 	target, err := f.dial(addr, nil)
 	if err != nil {
 		f.log.Debug("front: SOCKS dial failed", "addr", addr, "err", err)
-		socksReply(c, socksCode(err))
+		socksReply(c, socksCode(err, f.dialStatus(err)))
 		return
 	}
 	if err := socksReply(c, socksOK); err != nil {
@@ -431,18 +418,40 @@ func socksReply(c net.Conn, code byte) error {
 	return err
 }
 
-// socksCode maps a dial error, from the tunnel or a direct dial, to a SOCKS reply code.
-func socksCode(err error) byte {
-	switch kindOf(err) {
-	case failDenied:
+// dialStatus is what a failed dial means to the front's clients, as a wire status: the
+// proxy's refusal, or what a direct dial's error means (wire.StatusOf, the mapping the
+// server replies with). A dial to the front itself is StatusDenied. Errors of the client's
+// own (the tunnel lost, the proxy unreachable, the front closed) are StatusInternal, which
+// both fronts report as a general failure.
+func (f *Front) dialStatus(err error) wire.Status {
+	if errors.Is(err, errLoop) {
+		return wire.StatusDenied
+	}
+	status, known := wire.StatusOf(f.ctx, err)
+	if !known {
+		return wire.StatusInternal
+	}
+	return status
+}
+
+// socksCode is the SOCKS reply code for a dial that failed with err and status (see
+// dialStatus).
+func socksCode(err error, status wire.Status) byte {
+	switch status {
+	case wire.StatusDenied:
 		return socksNotAllowed
-	case failRefused:
+	case wire.StatusRefused:
 		return socksRefused
-	case failNetUnreachable:
-		return socksNetUnreachable
-	case failHostUnreachable, failDNS:
+	case wire.StatusUnreachable:
+		// SOCKS tells an unreachable network from an unreachable host; the wire has one
+		// status for both, and only a direct dial's error still says which.
+		if errors.Is(err, syscall.ENETUNREACH) {
+			return socksNetUnreachable
+		}
 		return socksHostUnreach
-	case failTimeout:
+	case wire.StatusDNSFailure:
+		return socksHostUnreach
+	case wire.StatusTimeout:
 		return socksTTLExpired
 	}
 	return socksGeneralFailure

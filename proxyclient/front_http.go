@@ -3,7 +3,6 @@ package proxyclient
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -13,48 +12,12 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/tessel/tessel-proxy/internal/hostport"
 	"github.com/tessel/tessel-proxy/internal/relay"
 	"github.com/tessel/tessel-proxy/wire"
 )
-
-type failKind int
-
-const (
-	failOther failKind = iota
-	failDenied
-	failRefused
-	failNetUnreachable
-	failHostUnreachable
-	failDNS
-	failTimeout
-)
-
-// kindOf classifies a dial error, whether the proxy refused the stream or a direct dial
-// failed, so that both fronts report it the way their clients understand.
-func kindOf(err error) failKind {
-	var dnsErr *net.DNSError
-	var ne net.Error
-	switch {
-	case errors.Is(err, wire.ErrDenied), errors.Is(err, errLoop):
-		return failDenied
-	case errors.Is(err, wire.ErrRefused), errors.Is(err, syscall.ECONNREFUSED):
-		return failRefused
-	case errors.Is(err, syscall.ENETUNREACH):
-		return failNetUnreachable
-	case errors.Is(err, wire.ErrUnreachable), errors.Is(err, syscall.EHOSTUNREACH):
-		return failHostUnreachable
-	case errors.Is(err, wire.ErrDNSFailure), errors.As(err, &dnsErr):
-		return failDNS
-	case errors.Is(err, wire.ErrTimeout), errors.Is(err, context.DeadlineExceeded),
-		errors.Is(err, os.ErrDeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
-		return failTimeout
-	}
-	return failOther
-}
 
 // hopByHop are the headers that belong to one connection and are not relayed (RFC 9110
 // section 7.6.1), plus the proxy's own.
@@ -118,7 +81,7 @@ func (f *Front) httpConnect(c net.Conn, br *bufio.Reader, bw *bufio.Writer, req 
 	target, err := f.dial(req.Host, nil)
 	if err != nil {
 		f.log.Debug("front: CONNECT dial failed", "addr", req.Host, "err", err)
-		httpDialError(bw, err)
+		httpError(bw, httpDialCode(err, f.dialStatus(err)), err.Error())
 		return
 	}
 	bw.WriteString("HTTP/1.1 200 Connection established\r\n\r\n")
@@ -186,7 +149,7 @@ func (f *Front) httpForward(c net.Conn, br *bufio.Reader, bw *bufio.Writer, req 
 	target, err := f.dial(addr, head.Bytes())
 	if err != nil {
 		f.log.Debug("front: HTTP dial failed", "addr", addr, "err", err)
-		httpDialError(bw, err)
+		httpError(bw, httpDialCode(err, f.dialStatus(err)), err.Error())
 		return false
 	}
 	defer target.Close()
@@ -198,13 +161,13 @@ func (f *Front) httpForward(c net.Conn, br *bufio.Reader, bw *bufio.Writer, req 
 	}
 	if req.ContentLength < 0 {
 		cw := httputil.NewChunkedWriter(target)
-		_, err = copyBuffered(cw, req.Body)
+		_, err = relay.Copy(cw, req.Body, nil)
 		if err == nil {
 			cw.Close()
 			_, err = io.WriteString(target, "\r\n")
 		}
 	} else {
-		_, err = copyBuffered(target, req.Body)
+		_, err = relay.Copy(target, req.Body, nil)
 	}
 	if err != nil {
 		httpError(bw, http.StatusBadGateway, "sending the request body: "+err.Error())
@@ -284,7 +247,7 @@ func (f *Front) httpForward(c net.Conn, br *bufio.Reader, bw *bufio.Writer, req 
 		// connection has no other end marker).
 		f.log.Debug("front: response body from target failed", "addr", addr, "err", err)
 		bw.Flush()
-		abort(c)
+		relay.Reset(c)
 		return false
 	}
 	if chunked {
@@ -324,15 +287,16 @@ func headerHasToken(h http.Header, name, token string) bool {
 	return false
 }
 
-func httpDialError(bw *bufio.Writer, err error) {
-	code := http.StatusBadGateway
+// httpDialCode is the HTTP status with which the front answers a dial that failed with
+// err and status (see dialStatus).
+func httpDialCode(err error, status wire.Status) int {
 	switch {
-	case errors.Is(err, errLoop):
-		code = http.StatusLoopDetected
-	case kindOf(err) == failTimeout:
-		code = http.StatusGatewayTimeout
+	case errors.Is(err, errLoop): // a finer cause than StatusDenied
+		return http.StatusLoopDetected
+	case status == wire.StatusTimeout:
+		return http.StatusGatewayTimeout
 	}
-	httpError(bw, code, err.Error())
+	return http.StatusBadGateway
 }
 
 func httpError(bw *bufio.Writer, code int, msg string) {

@@ -3,6 +3,7 @@ package proxyclient
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -14,10 +15,12 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/tessel/tessel-proxy/proxyconfig"
+	"github.com/tessel/tessel-proxy/proxyserver"
 	"github.com/tessel/tessel-proxy/wire"
 )
 
@@ -76,8 +79,8 @@ type frontFixture struct {
 	front *Front
 }
 
-func newFrontFixture(t *testing.T, local string) *frontFixture {
-	srv := newTestServer(t, testToken)
+func newFrontFixture(t *testing.T, local string, configure ...func(*proxyserver.Config)) *frontFixture {
+	srv := newTestServer(t, testToken, configure...)
 	cfg := srv.config()
 	if local != "" {
 		l, err := proxyconfig.ParseLocal(local)
@@ -103,8 +106,8 @@ func TestFrontSOCKS5(t *testing.T) {
 	if code != 0 || out != "got /via-socks" {
 		t.Fatalf("curl through SOCKS5: exit %d, %q, stderr %s", code, out, stderr)
 	}
-	if fx.srv.streams.Load() != 1 {
-		t.Fatalf("proxy saw %d streams, want 1", fx.srv.streams.Load())
+	if fx.srv.streams() != 1 {
+		t.Fatalf("proxy saw %d streams, want 1", fx.srv.streams())
 	}
 	// --socks5-hostname sends the name unresolved (ATYP domain).
 	u, _ := url.Parse(web.URL)
@@ -114,9 +117,7 @@ func TestFrontSOCKS5(t *testing.T) {
 	if code != 0 || out != "got /named" {
 		t.Fatalf("curl --socks5-hostname: exit %d, %q, stderr %s", code, out, stderr)
 	}
-	fx.srv.mu.Lock()
-	host := fx.srv.lastReq.Host
-	fx.srv.mu.Unlock()
+	host := fx.srv.lastRequest().Host
 	if host != "localhost" {
 		t.Fatalf("proxy was asked for %q, want the name localhost unresolved", host)
 	}
@@ -164,8 +165,8 @@ func TestFrontKeepsClientConnection(t *testing.T) {
 	if n := strings.Count(stderr, "Connected to"); n != 1 {
 		t.Fatalf("curl connected to the front %d times for two requests, want 1 (keep-alive):\n%s", n, stderr)
 	}
-	if fx.srv.streams.Load() != 2 {
-		t.Fatalf("proxy saw %d streams, want one per request", fx.srv.streams.Load())
+	if fx.srv.streams() != 2 {
+		t.Fatalf("proxy saw %d streams, want one per request", fx.srv.streams())
 	}
 }
 
@@ -185,9 +186,7 @@ func TestFrontHTTPConnect(t *testing.T) {
 	if code != 0 || out != "got /tunneled" {
 		t.Fatalf("curl -p (CONNECT for http): exit %d, %q, stderr %s", code, out, stderr)
 	}
-	fx.srv.mu.Lock()
-	kind := fx.srv.lastReq.Kind
-	fx.srv.mu.Unlock()
+	kind := fx.srv.lastRequest().Kind
 	if kind != wire.KindNet {
 		t.Fatalf("CONNECT used stream kind %v; a program's own TLS must ride kind net, end to end", kind)
 	}
@@ -222,7 +221,7 @@ func TestFrontRefusesWrongCredentials(t *testing.T) {
 			}
 		})
 	}
-	if n := fx.srv.streams.Load(); n != 0 {
+	if n := fx.srv.streams(); n != 0 {
 		t.Fatalf("proxy saw %d streams from unauthenticated clients", n)
 	}
 }
@@ -249,10 +248,7 @@ func TestFrontBasicAuthScheme(t *testing.T) {
 
 func TestFrontReportsRefusals(t *testing.T) {
 	web := webTarget(t)
-	fx := newFrontFixture(t, "none")
-	fx.srv.mu.Lock()
-	fx.srv.refuse = func(wire.StreamRequest) wire.Status { return wire.StatusDenied }
-	fx.srv.mu.Unlock()
+	fx := newFrontFixture(t, "none", denyLoopback) // the server's policy refuses the target
 
 	out, _, _ := curl(t, "-x", fx.front.URL("http"), "-w", "\n%{http_code}", web.URL)
 	if !strings.HasSuffix(out, "\n502") || !strings.Contains(out, wire.ErrDenied.Error()) {
@@ -275,7 +271,7 @@ func TestFrontRoutesLocalDirect(t *testing.T) {
 	if code != 0 || out != "got /local" {
 		t.Fatalf("exit %d, %q, %s", code, out, stderr)
 	}
-	if n := fx.srv.streams.Load(); n != 0 {
+	if n := fx.srv.streams(); n != 0 {
 		t.Fatalf("PROXY_LOCAL host went through the tunnel (%d streams)", n)
 	}
 }
@@ -381,9 +377,7 @@ func TestFrontIPv6Targets(t *testing.T) {
 		if code != 0 || out != want {
 			t.Fatalf("curl %v: exit %d, %q, stderr %s", args, code, out, stderr)
 		}
-		fx.srv.mu.Lock()
-		host := fx.srv.lastReq.Host
-		fx.srv.mu.Unlock()
+		host := fx.srv.lastRequest().Host
 		if host != "::1" {
 			t.Fatalf("curl %v: proxy asked for host %q, want ::1 without brackets", args, host)
 		}
@@ -511,7 +505,7 @@ func TestFrontRefusesItself(t *testing.T) {
 	if len(got) < 6 || got[5] != socksNotAllowed {
 		t.Errorf("SOCKS CONNECT to the front itself answered % x, want reply code %d (not allowed)", got, socksNotAllowed)
 	}
-	if n := fx.srv.streams.Load(); n != 0 {
+	if n := fx.srv.streams(); n != 0 {
 		t.Errorf("the proxy saw %d streams", n)
 	}
 }
@@ -519,13 +513,9 @@ func TestFrontRefusesItself(t *testing.T) {
 func TestFrontHTTPForwardEmptyPortMeans80(t *testing.T) {
 	fx := newFrontFixture(t, "none")
 	auth := basic(fx.front.Username(), fx.front.Password())
-	fx.srv.mu.Lock()
-	fx.srv.refuse = func(wire.StreamRequest) wire.Status { return wire.StatusRefused }
-	fx.srv.mu.Unlock()
+	// example.test does not resolve: the server refuses the stream after reading it.
 	rawExchange(t, fx, "GET http://example.test:/ HTTP/1.1\r\nHost: example.test:\r\nProxy-Authorization: Basic "+auth+"\r\n\r\n")
-	fx.srv.mu.Lock()
-	req := fx.srv.lastReq
-	fx.srv.mu.Unlock()
+	req := fx.srv.lastRequest()
 	if req.Host != "example.test" || req.Port != 80 {
 		t.Fatalf("http://example.test:/ asked the proxy for %s port %d, want example.test port 80", req.Host, req.Port)
 	}
@@ -582,5 +572,69 @@ func TestFrontChunkedWinsOverContentLength(t *testing.T) {
 		basic(fx.front.Username(), fx.front.Password())+"\r\n\r\n6\r\nabcdef\r\n0\r\n\r\n")
 	if !strings.HasPrefix(got, "HTTP/1.1 200") || !strings.HasSuffix(got, "posted abcdef") {
 		t.Fatalf("answer %q, want 200 and the whole chunked body posted", got)
+	}
+}
+
+// TestDialFailureCodes: both fronts report a failed dial the same way whether the proxy
+// refused the stream or a direct dial failed, through one wire status per failure.
+func TestDialFailureCodes(t *testing.T) {
+	f := &Front{ctx: context.Background()}
+	syscallErr := func(errno syscall.Errno) error {
+		return &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", errno)}
+	}
+	refusal := func(s wire.Status) error {
+		return fmt.Errorf("dial x through the proxy: %w", &wire.Error{Status: s, Message: "why"})
+	}
+	cases := []struct {
+		name  string
+		err   error
+		socks byte
+		http  int
+	}{
+		{"proxy: denied", refusal(wire.StatusDenied), socksNotAllowed, 502},
+		{"proxy: refused", refusal(wire.StatusRefused), socksRefused, 502},
+		{"proxy: unreachable", refusal(wire.StatusUnreachable), socksHostUnreach, 502},
+		{"proxy: no such host", refusal(wire.StatusDNSFailure), socksHostUnreach, 502},
+		{"proxy: timeout", refusal(wire.StatusTimeout), socksTTLExpired, 504},
+		{"proxy: limit", refusal(wire.StatusLimit), socksGeneralFailure, 502},
+		{"direct: refused", syscallErr(syscall.ECONNREFUSED), socksRefused, 502},
+		{"direct: network unreachable", syscallErr(syscall.ENETUNREACH), socksNetUnreachable, 502},
+		{"direct: host unreachable", syscallErr(syscall.EHOSTUNREACH), socksHostUnreach, 502},
+		{"direct: no such host", &net.OpError{Op: "dial", Err: &net.DNSError{Err: "no such host", IsNotFound: true}}, socksHostUnreach, 502},
+		{"direct: timeout", syscallErr(syscall.ETIMEDOUT), socksTTLExpired, 504},
+		{"the front itself", fmt.Errorf("dial x: %w", errLoop), socksNotAllowed, 508},
+		{"tunnel lost", fmt.Errorf("%w: EOF", ErrTunnelLost), socksGeneralFailure, 502},
+		{"proxy unreachable", fmt.Errorf("%w 127.0.0.1:1: connection refused", ErrProxyUnreachable), socksGeneralFailure, 502},
+	}
+	for _, tc := range cases {
+		status := f.dialStatus(tc.err)
+		if got := socksCode(tc.err, status); got != tc.socks {
+			t.Errorf("%s: SOCKS reply code %d, want %d", tc.name, got, tc.socks)
+		}
+		if got := httpDialCode(tc.err, status); got != tc.http {
+			t.Errorf("%s: HTTP status %d, want %d", tc.name, got, tc.http)
+		}
+	}
+}
+
+func TestFrontReportsRefusedTargetsAlikeDirectAndThroughTheProxy(t *testing.T) {
+	closed := func() string {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		return "http://" + ln.Addr().String() + "/"
+	}()
+	for _, local := range []string{"none", "127.0.0.0/8"} {
+		fx := newFrontFixture(t, local)
+		out, _, _ := curl(t, "-x", fx.front.URL("http"), "-w", "\n%{http_code}", closed)
+		if !strings.HasSuffix(out, "\n502") || !strings.Contains(out, "refused") {
+			t.Errorf("PROXY_LOCAL=%s: HTTP front on a closed port: %q, want 502 saying refused", local, out)
+		}
+		_, stderr, code := curl(t, "-x", fx.front.URL("socks5h"), closed)
+		if code == 0 || !strings.Contains(stderr, "(5)") {
+			t.Errorf("PROXY_LOCAL=%s: SOCKS front on a closed port: exit %d, %s; want reply code 5 (refused)", local, code, stderr)
+		}
 	}
 }

@@ -5,12 +5,9 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
-	"os"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/hashicorp/yamux"
@@ -167,7 +164,8 @@ func (s *Server) dialTarget(req wire.StreamRequest) (net.Conn, wire.Status, erro
 		ap := netip.AddrPortFrom(addr.Unmap(), req.Port).String()
 		conn, derr := s.dialOne(ctx, ap, len(allowed)-i)
 		if derr != nil {
-			status, err = dialStatus(ctx, derr), fmt.Errorf("connect to %s: %w", ap, unwrapOpError(derr))
+			status, _ = wire.StatusOf(ctx, derr) // unknown: unreachable
+			err = fmt.Errorf("connect to %s: %w", ap, unwrapOpError(derr))
 			if ctx.Err() != nil {
 				break
 			}
@@ -251,26 +249,6 @@ func (s *Server) resolve(ctx context.Context, host string) ([]netip.Addr, wire.S
 	return addrs, wire.StatusOK, nil
 }
 
-// dialStatus maps a dial error to the status a client can act on.
-func dialStatus(ctx context.Context, err error) wire.Status {
-	var ne net.Error
-	switch {
-	case errors.Is(err, syscall.ECONNREFUSED):
-		return wire.StatusRefused
-	case errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH),
-		errors.Is(err, syscall.ENETDOWN), errors.Is(err, syscall.EHOSTDOWN),
-		errors.Is(err, syscall.EADDRNOTAVAIL):
-		return wire.StatusUnreachable
-	case errors.Is(err, syscall.ETIMEDOUT), errors.Is(err, context.DeadlineExceeded),
-		errors.Is(err, os.ErrDeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
-		return wire.StatusTimeout
-	case ctx.Err() != nil:
-		// The server is shutting down.
-		return wire.StatusInternal
-	}
-	return wire.StatusUnreachable
-}
-
 // unwrapOpError drops net.OpError's "dial tcp a->b:" prefix, which repeats what the
 // message around it says.
 func unwrapOpError(err error) error {
@@ -281,47 +259,16 @@ func unwrapOpError(err error) error {
 	return err
 }
 
-// pipe copies in both directions until both have ended. An end of input in one direction
-// becomes a half-close of the other side (yamux FIN, TCP or TLS CloseWrite). An error in
-// either direction closes the target and sends the client a FIN, then discards whatever the
-// client still sends until it closes its side: yamux has no reset, and a client left writing
-// into a stream window that nobody reopens would hang until yamux's StreamCloseTimeout (an
-// upload to a web server that refused it early, say). It returns the bytes relayed
-// client->target (in) and target->client (out), and leaves both connections closed.
+// pipe relays between the client's stream and the target until both directions have
+// ended, with relay.Pipe's half-close and abort rules, and returns the bytes relayed
+// client->target (in) and target->client (out). An end of input towards the stream is a
+// yamux FIN (its Close); yamux has no reset, so a failure also closes the stream with a FIN
+// and then drains it until the client closes its side (see relay.Side.Drain).
 func pipe(stream *yamux.Stream, target net.Conn, inCounter, outCounter prometheus.Counter) (in, out int64) {
-	fail := func() {
-		target.Close()
-		stream.Close()
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		var err error
-		out, err = copyCounted(stream, target, outCounter)
-		if err != nil {
-			fail()
-			return
-		}
-		stream.Close()
-	}()
-	in, err := copyCounted(target, stream, inCounter)
-	if err == nil {
-		if cw, ok := target.(interface{ CloseWrite() error }); !ok || cw.CloseWrite() != nil {
-			fail()
-		}
-	} else {
-		fail()
-		// Ends at the client's FIN, when the tunnel closes, or at StreamCloseTimeout.
-		_, _ = io.Copy(io.Discard, stream)
-	}
-	<-done
-	target.Close()
-	stream.Close()
+	out, in = relay.Pipe(
+		relay.Side{Conn: stream, CloseWrite: stream.Close, Drain: true,
+			Count: func(n int) { outCounter.Add(float64(n)) }},
+		relay.Side{Conn: target, Count: func(n int) { inCounter.Add(float64(n)) }},
+		relay.Options{})
 	return in, out
-}
-
-// copyCounted copies src to dst until src ends (nil error) or either side fails, counting
-// the bytes written.
-func copyCounted(dst io.Writer, src io.Reader, counter prometheus.Counter) (int64, error) {
-	return relay.Copy(dst, src, func(n int) error { counter.Add(float64(n)); return nil })
 }

@@ -5,6 +5,8 @@ import (
 	"io"
 	"testing"
 	"time"
+
+	"github.com/tessel/tessel-proxy/internal/relay"
 )
 
 // BenchmarkTransportThroughput moves 64 MiB per operation through the real server over
@@ -13,10 +15,10 @@ import (
 func BenchmarkTransportThroughput(b *testing.B) {
 	const size = 64 << 20
 	target := newBenchTarget(b, size)
-	srv := newRealServer(b)
+	srv := newTestServer(b, testToken, quietLogs)
 	dialers := map[string]*Dialer{
-		"tls": newTestDialer(b, srv.config(""), testToken),
-		"wss": newTestDialer(b, srv.config("/tunnel"), testToken),
+		"tls": newTestDialer(b, over(srv, ""), testToken),
+		"wss": newTestDialer(b, over(srv, "/tunnel"), testToken),
 	}
 	for _, d := range dialers {
 		if err := d.Connect(context.Background()); err != nil {
@@ -33,7 +35,7 @@ func BenchmarkTransportThroughput(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			n, err := copyBuffered(io.Discard, c)
+			n, err := relay.Copy(io.Discard, c, nil)
 			c.Close()
 			if err != nil || n != size {
 				b.Fatalf("%s: read %d bytes, %v", name, n, err)
@@ -51,12 +53,12 @@ func BenchmarkTransportThroughput(b *testing.B) {
 // answer and closes, over an open tunnel on each transport.
 func BenchmarkTransportNewConnection(b *testing.B) {
 	target := newBenchTarget(b, 0)
-	srv := newRealServer(b)
+	srv := newTestServer(b, testToken, quietLogs)
 	addr := target.ln.Addr().String()
 	request := []byte("RGET / HTTP/1.1\n")
 	dialers := map[string]*Dialer{
-		"tls": newTestDialer(b, srv.config(""), testToken),
-		"wss": newTestDialer(b, srv.config("/tunnel"), testToken),
+		"tls": newTestDialer(b, over(srv, ""), testToken),
+		"wss": newTestDialer(b, over(srv, "/tunnel"), testToken),
 	}
 	for _, d := range dialers {
 		if err := d.Connect(context.Background()); err != nil {

@@ -3,14 +3,11 @@ package proxyclient
 import (
 	"bufio"
 	"context"
-	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
-	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -18,70 +15,37 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tessel/tessel-proxy/internal/syncbuf"
-	"github.com/tessel/tessel-proxy/internal/testcert"
 	"github.com/tessel/tessel-proxy/proxyconfig"
-	"github.com/tessel/tessel-proxy/proxyserver"
 )
 
-// realServer is the real proxy server on a loopback TLS listener, loopback targets allowed.
-type realServer struct {
-	addr *net.TCPAddr
-	cert testcert.Cert
-	logs *syncbuf.Buffer
-}
-
-func newRealServer(t testing.TB) *realServer {
-	t.Helper()
-	cert := testcert.New(t)
-	auth, err := proxyserver.NewStaticAuthenticator(testToken)
-	if err != nil {
-		t.Fatal(err)
-	}
-	logs := &syncbuf.Buffer{}
-	srv, err := proxyserver.New(proxyserver.Config{
-		TLS:           &tls.Config{Certificates: []tls.Certificate{cert.TLS}},
-		Authenticator: auth,
-		Policy:        &proxyserver.Policy{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}},
-		Logger:        slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { defer close(done); srv.Serve(ln) }()
-	t.Cleanup(func() { srv.Close(); <-done })
-	return &realServer{addr: ln.Addr().(*net.TCPAddr), cert: cert, logs: logs}
-}
-
-func (s *realServer) config(wsPath string) proxyconfig.Config {
-	return proxyconfig.Config{Host: "127.0.0.1", Port: s.addr.Port, RootCAs: s.cert.Pool, Idle: proxyconfig.IdleNever, WebSocketPath: wsPath}
+// over returns s's client configuration with the tunnel over WebSocket at path ("" for
+// plain TLS).
+func over(s *testServer, path string) proxyconfig.Config {
+	cfg := s.config()
+	cfg.WebSocketPath = path
+	return cfg
 }
 
 func TestWebSocketTunnelToTLSListener(t *testing.T) {
-	srv := newRealServer(t)
+	srv := newTestServer(t, testToken)
 	target := newEchoTarget(t)
-	d := newTestDialer(t, srv.config("/tunnel"), testToken)
+	d := newTestDialer(t, over(srv, "/tunnel"), testToken)
 	if got := echoThrough(t, d, target.addr()); got != "echo:hello" {
 		t.Fatalf("through wss: %q", got)
 	}
-	if got := d.Transport(); got != "wss://127.0.0.1:"+strconv.Itoa(srv.addr.Port)+"/tunnel" {
+	if got := d.Transport(); got != "wss://"+srv.addr()+"/tunnel" {
 		t.Errorf("Transport() = %q", got)
 	}
 	// The same server still takes plain TLS tunnels.
-	plain := newTestDialer(t, srv.config(""), testToken)
+	plain := newTestDialer(t, over(srv, ""), testToken)
 	if got := echoThrough(t, plain, target.addr()); got != "echo:hello" {
 		t.Fatalf("through TLS: %q", got)
 	}
 }
 
 func TestWebSocketWrongPath(t *testing.T) {
-	srv := newRealServer(t)
-	d := newTestDialer(t, srv.config("/nope"), testToken)
+	srv := newTestServer(t, testToken)
+	d := newTestDialer(t, over(srv, "/nope"), testToken)
 	err := d.Connect(context.Background())
 	if !errors.Is(err, ErrProtocol) || !strings.Contains(err.Error(), "404") || !strings.Contains(err.Error(), "/nope") {
 		t.Fatalf("wrong path: %v; want ErrProtocol naming the URL and the 404", err)
@@ -89,8 +53,8 @@ func TestWebSocketWrongPath(t *testing.T) {
 }
 
 func TestWebSocketBadToken(t *testing.T) {
-	srv := newRealServer(t)
-	d := newTestDialer(t, srv.config("/tunnel"), "wrong-token")
+	srv := newTestServer(t, testToken)
+	d := newTestDialer(t, over(srv, "/tunnel"), "wrong-token")
 	if err := d.Connect(context.Background()); !errors.Is(err, ErrAuthFailed) {
 		t.Fatalf("bad token over wss: %v, want ErrAuthFailed", err)
 	}
@@ -188,18 +152,18 @@ func (p *connectProxy) seen() []string {
 }
 
 func TestTunnelThroughUpstreamProxy(t *testing.T) {
-	srv := newRealServer(t)
+	srv := newTestServer(t, testToken)
 	target := newEchoTarget(t)
 	for _, wsPath := range []string{"", "/tunnel"} {
 		t.Run("ws="+wsPath, func(t *testing.T) {
 			up := newConnectProxy(t, "alice", "s3cret")
-			cfg := srv.config(wsPath)
+			cfg := over(srv, wsPath)
 			cfg.Via, cfg.ViaSource = up.url("alice", "s3cret"), proxyconfig.VarVia
 			d := newTestDialer(t, cfg, testToken)
 			if got := echoThrough(t, d, target.addr()); got != "echo:hello" {
 				t.Fatalf("through the upstream proxy: %q", got)
 			}
-			if got, want := up.seen(), []string{"CONNECT " + srv.addr.String()}; strings.Join(got, ",") != strings.Join(want, ",") {
+			if got, want := up.seen(), []string{"CONNECT " + srv.addr()}; strings.Join(got, ",") != strings.Join(want, ",") {
 				t.Errorf("upstream saw %q, want %q", got, want)
 			}
 			desc := d.Transport()
@@ -211,7 +175,7 @@ func TestTunnelThroughUpstreamProxy(t *testing.T) {
 }
 
 func TestUpstreamProxyErrors(t *testing.T) {
-	srv := newRealServer(t)
+	srv := newTestServer(t, testToken)
 	closed, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -234,11 +198,11 @@ func TestUpstreamProxyErrors(t *testing.T) {
 		{"407 without credentials", needsAuth.url("", ""), ErrUpstreamAuth, []string{"407", "wants a user and password", "PROXY_VIA=http://USER:PASSWORD@"}},
 		{"407 with wrong credentials", needsAuth.url("alice", "s3cret"), ErrUpstreamAuth, []string{"407", "check the user and password in PROXY_VIA", "alice:********@"}},
 		{"407 NTLM only", ntlm.url("alice", "s3cret"), ErrUpstreamAuth, []string{"asks for NTLM authentication", "only Basic"}},
-		{"403", forbidden.url("", ""), ErrUpstreamRefused, []string{"403 Forbidden", "CONNECT", srv.addr.String()}},
+		{"403", forbidden.url("", ""), ErrUpstreamRefused, []string{"403 Forbidden", "CONNECT", srv.addr()}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg := srv.config("")
+			cfg := over(srv, "")
 			cfg.Via, cfg.ViaSource = tt.via, proxyconfig.VarVia
 			d := newTestDialer(t, cfg, testToken)
 			err := d.Connect(context.Background())

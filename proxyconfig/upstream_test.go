@@ -2,6 +2,7 @@ package proxyconfig
 
 import (
 	"errors"
+	"net/url"
 	"strings"
 	"testing"
 )
@@ -157,4 +158,40 @@ func TestMaskValue(t *testing.T) {
 	if !IsSecret(VarVia) {
 		t.Error("IsSecret(PROXY_VIA) is false")
 	}
+}
+
+// FuzzMaskValue: whatever PROXY_VIA holds, what env list shows of it never carries the
+// password, and a value with credentials is always reported as masked.
+func FuzzMaskValue(f *testing.F) {
+	for _, s := range []string{"http://alice:s3cret@proxy.corp:3128", "alice:pw@proxy.corp:1", "none",
+		"http://proxy.corp:1", "http://a:b@c@d:1", "%zz:pw@h", "http://alice:@h:1", "http://[::1]:3128", "u:p%40ss@h"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		shown, masked := MaskValue(VarVia, v)
+		withScheme := func(s string) string {
+			if !strings.Contains(s, "://") {
+				return "http://" + s
+			}
+			return s
+		}
+		u, err := url.Parse(withScheme(v))
+		if err != nil {
+			if strings.Contains(v, "@") && !masked {
+				t.Fatalf("%q does not parse, has an @, and is shown as %q", v, shown)
+			}
+			return
+		}
+		if _, has := u.User.Password(); !has {
+			return
+		}
+		if !masked {
+			t.Fatalf("%q has a password and is shown as %q unmasked", v, shown)
+		}
+		if u2, err := url.Parse(withScheme(shown)); err == nil {
+			if p2, has := u2.User.Password(); has && p2 != maskedPassword {
+				t.Fatalf("%q is shown as %q, whose password is %q", v, shown, p2)
+			}
+		}
+	})
 }

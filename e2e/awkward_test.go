@@ -341,7 +341,7 @@ func TestOnlyWayOutIsTheHTTPProxy(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Fatal("this test makes network namespaces and needs root (CI runs as root)")
 	}
-	n := 8 + rand.IntN(240)
+	n := freeTestSubnet(t)
 	// The pid in the names tells removeStaleNetworks that they belong to a running test.
 	suffix := fmt.Sprint(os.Getpid())
 	clientNS, serveNS := "tpx-awc-"+suffix, "tpx-aws-"+suffix
@@ -386,4 +386,22 @@ func TestOnlyWayOutIsTheHTTPProxy(t *testing.T) {
 	if want := "CONNECT " + srv.env["PROXY_HOST"] + ":" + srv.env["PROXY_PORT"]; !strings.Contains(up.log(t), want) {
 		t.Errorf("tinyproxy's log shows no %s:\n%s", want, up.log(t))
 	}
+}
+
+// freeTestSubnet picks N such that neither 198.18.N.0/24 nor 198.19.N.0/24 is on any
+// interface of this machine yet: other tests may be using their own at the same time.
+func freeTestSubnet(t *testing.T) int {
+	t.Helper()
+	out, err := exec.Command("ip", "-o", "addr", "show").Output()
+	if err != nil {
+		t.Fatalf("ip addr show: %v", err)
+	}
+	for range 100 {
+		n := 8 + rand.IntN(240)
+		if !strings.Contains(string(out), fmt.Sprintf(" 198.18.%d.", n)) && !strings.Contains(string(out), fmt.Sprintf(" 198.19.%d.", n)) {
+			return n
+		}
+	}
+	t.Fatal("no free /24 in 198.18.0.0/15 for this test")
+	return 0
 }

@@ -405,3 +405,86 @@ func freeTestSubnet(t *testing.T) int {
 	t.Fatal("no free /24 in 198.18.0.0/15 for this test")
 	return 0
 }
+
+// caddyConfig is dist/caddy/Caddyfile, the configuration the README documents, with the
+// test's port, certificate, backend and document root put in, and global options that keep
+// Caddy to itself (no admin endpoint, no certificate authority, storage in dir).
+func caddyConfig(t *testing.T, dir string, port int, certFile, keyFile, wsAddr, docroot string) string {
+	t.Helper()
+	conf := readFile(t, "../dist/caddy/Caddyfile")
+	if !strings.Contains(readFile(t, "../README.md"), conf) {
+		t.Fatal("README.md does not show dist/caddy/Caddyfile as it is: update the README's Caddy section")
+	}
+	for _, r := range [][2]string{
+		{"proxy.example.net {", fmt.Sprintf("https://127.0.0.1:%d {\n\ttls %s %s", port, certFile, keyFile)},
+		{"reverse_proxy 127.0.0.1:8080", "reverse_proxy " + wsAddr},
+		{"root * /var/www/html", "root * " + docroot},
+	} {
+		if !strings.Contains(conf, r[0]) {
+			t.Fatalf("dist/caddy/Caddyfile no longer has %q; update this test with it", r[0])
+		}
+		conf = strings.ReplaceAll(conf, r[0], r[1])
+	}
+	return fmt.Sprintf("{\n\tadmin off\n\tauto_https off\n\tstorage file_system %s\n}\n\n", filepath.Join(dir, "data")) + conf
+}
+
+func TestRunThroughCaddyToWebSocketListener(t *testing.T) {
+	needTools(t, "curl", "caddy")
+	wsAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	srv := startDevServer(t, "--ws-listen", wsAddr)
+	target := greetingServer(t, false)
+
+	dir := t.TempDir()
+	docroot := filepath.Join(dir, "www")
+	os.Mkdir(docroot, 0o755)
+	if err := writeFile(filepath.Join(docroot, "index.html"), "the website\n"); err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	certPEM, keyPEM, err := proxyserver.GenerateSelfSigned([]string{"127.0.0.1"}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := writeFile(certFile, string(certPEM)); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeFile(keyFile, string(keyPEM)); err != nil {
+		t.Fatal(err)
+	}
+	port := freePort(t)
+	caddyfile := filepath.Join(dir, "Caddyfile")
+	if err := writeFile(caddyfile, caddyConfig(t, dir, port, certFile, keyFile, wsAddr, docroot)); err != nil {
+		t.Fatal(err)
+	}
+	out := &syncbuf.Buffer{}
+	cmd := exec.Command("caddy", "run", "--config", caddyfile, "--adapter", "caddyfile")
+	cmd.Env = append(baseEnv(t), "XDG_DATA_HOME="+filepath.Join(dir, "data"), "XDG_CONFIG_HOME="+filepath.Join(dir, "config"))
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+	})
+	waitForTCP(t, fmt.Sprintf("127.0.0.1:%d", port), out)
+
+	site := runCommand(t, baseEnv(t), "curl", "-sS", "--fail", "--cacert", certFile, fmt.Sprintf("https://127.0.0.1:%d/index.html", port))
+	if site.code != 0 || site.stdout != "the website\n" {
+		t.Fatalf("the website behind Caddy: exit %d %q %s\ncaddy:\n%s", site.code, site.stdout, site.stderr, out)
+	}
+	env := srv.clientEnv(t, fmt.Sprintf("PROXY_HOST=wss://127.0.0.1:%d/tunnel", port), "PROXY_PORT=", "PROXY_CERT="+certFile)
+	r := runTool(t, env, "run", "--", "curl", "-sS", "--fail", target.URL+"/hello")
+	if r.code != 0 || r.stdout != greeting {
+		t.Fatalf("curl through Caddy and --ws-listen: exit %d, stdout %q, stderr:\n%s\nserve log:\n%s\ncaddy:\n%s", r.code, r.stdout, r.stderr, srv.stderr, out)
+	}
+	waitFor(t, func() bool { return strings.Contains(srv.stderr.String(), "remote=\"127.0.0.1 via 127.0.0.1:") },
+		"serve's log shows a tunnel from 127.0.0.1 via Caddy; log:\n%s", srv.stderr)
+}

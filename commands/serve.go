@@ -68,9 +68,15 @@ const serveDescription = `Runs the proxy server that tessel-proxy clients tunnel
 check on every tunnel, then each stream the client opens is resolved on this machine,
 judged against the destination policy, dialed and relayed.
 
-Destination policy: targets that resolve to loopback, private (RFC 1918), link-local,
-CGNAT, unique-local, multicast or cloud-metadata addresses are refused, whatever name or
-numeric spelling the client used. --allow CIDR (repeatable) opens a range again.
+Destination policy: targets that resolve to an address the IANA special-purpose
+registries do not list as globally reachable (loopback, private, link-local, CGNAT,
+documentation, benchmarking, unique-local, multicast, reserved), a cloud metadata address
+or an address of this machine's interfaces are refused, whatever name or numeric spelling
+the client used. --allow CIDR (repeatable) opens a range again.
+
+Failed authentication: after 5 failures from one address (IPv6: one /64), its tokens are
+checked one per 250 ms, then twice as far apart after each failure, up to one per 8 s; the
+log gets its first failure, then one summary line every 10 s.
 
 Tokens: prefer the environment (AUTH_HARDCODED) or a file (--auth-tokens-file) over
 --auth-token on the command line, where other users of the machine can read it (ps).

@@ -1,66 +1,144 @@
 package proxyserver
 
 import (
+	"log/slog"
+	"net"
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/tessel/tessel-proxy/internal/hostport"
 	"github.com/tessel/tessel-proxy/wire"
 )
 
 // Policy decides which resolved addresses the server may dial on a client's behalf. The zero
-// Policy refuses every address in the special-purpose ranges listed by DeniedReason and allows
-// the rest of the Internet; Allow opens chosen ranges again (for a proxy in front of a private
-// network, or loopback targets in development).
+// Policy refuses every address that the IANA special-purpose address registries do not list
+// as globally reachable (loopback, private, link-local, CGNAT, documentation, benchmarking,
+// reserved, ...; see DeniedReason) and allows the rest of the Internet; Allow opens chosen
+// ranges again (for a proxy in front of a private network, or loopback targets in
+// development). A Server also refuses the addresses of its own interfaces unless Allow
+// opens them.
 //
 // The policy is judged on the address that is actually dialed, after the server resolved the
 // host itself, so a name that resolves to a private address is refused like the address is.
 type Policy struct {
 	// Allow lists prefixes that are allowed even though DeniedReason would refuse them.
-	// An IPv4 prefix also matches the IPv4-mapped, IPv4-compatible, IPv4-translated, NAT64,
-	// 6to4 and Teredo spellings of the addresses inside it.
+	// An IPv4 prefix also matches the IPv4-mapped, NAT64, 6to4 and Teredo spellings of the
+	// addresses inside it.
 	Allow []netip.Prefix
 }
 
-// deniedRange is one special-purpose range and why it is refused.
-type deniedRange struct {
+// reach is what the IANA special-purpose address registries say in their "Globally
+// Reachable" column about a range.
+type reach uint8
+
+const (
+	notGlobal  reach = iota // False: not reachable beyond one network; refused
+	global                  // True: reachable; reopens part of a wider range that is not
+	embedsIPv4              // N/A: the address carries an IPv4 address, which is judged instead
+)
+
+// specialRange is one entry of the table below.
+type specialRange struct {
 	prefix netip.Prefix
-	reason string
+	name   string // what the range is for, as it reads in a refusal
+	rfc    string
+	reach  reach
 }
 
-// Ordered so that the most specific reason wins (metadata before link-local).
-var deniedRanges = []deniedRange{
-	{netip.MustParsePrefix("169.254.169.254/32"), "cloud metadata"},
-	{netip.MustParsePrefix("fd00:ec2::254/128"), "cloud metadata"},
-	{netip.MustParsePrefix("0.0.0.0/8"), "this-network (0.0.0.0/8)"},
-	{netip.MustParsePrefix("10.0.0.0/8"), "private (RFC 1918)"},
-	{netip.MustParsePrefix("100.64.0.0/10"), "shared address space (CGNAT)"},
-	{netip.MustParsePrefix("127.0.0.0/8"), "loopback"},
-	{netip.MustParsePrefix("169.254.0.0/16"), "link-local"},
-	{netip.MustParsePrefix("172.16.0.0/12"), "private (RFC 1918)"},
-	{netip.MustParsePrefix("192.168.0.0/16"), "private (RFC 1918)"},
-	{netip.MustParsePrefix("224.0.0.0/4"), "multicast"},
-	{netip.MustParsePrefix("240.0.0.0/4"), "reserved or broadcast"},
-	{netip.MustParsePrefix("::/128"), "unspecified"},
-	{netip.MustParsePrefix("::1/128"), "loopback"},
-	{netip.MustParsePrefix("fc00::/7"), "unique-local"},
-	{netip.MustParsePrefix("fe80::/10"), "link-local"},
-	{netip.MustParsePrefix("fec0::/10"), "site-local"},
-	{netip.MustParsePrefix("ff00::/8"), "multicast"},
-	// Local-use NAT64 (RFC 8215) reaches whatever the operator's translator reaches.
-	{netip.MustParsePrefix("64:ff9b:1::/48"), "local-use NAT64"},
+// specialRanges follows the IANA IPv4 and IPv6 Special-Purpose Address Registries (RFC 6890
+// and the RFCs that updated them, as of 2025), plus the multicast and reserved blocks of
+// the address-space registries and the cloud metadata addresses. The most specific entry
+// that contains an address decides; an address in none of them is globally reachable.
+var specialRanges = []specialRange{
+	// IPv4.
+	{pfx("0.0.0.0/8"), "this-network", "RFC 791", notGlobal},
+	{pfx("0.0.0.0/32"), "this-host", "RFC 1122", notGlobal},
+	{pfx("10.0.0.0/8"), "private-use", "RFC 1918", notGlobal},
+	{pfx("100.64.0.0/10"), "shared address space (CGNAT)", "RFC 6598", notGlobal},
+	{pfx("127.0.0.0/8"), "loopback", "RFC 1122", notGlobal},
+	{pfx("169.254.0.0/16"), "link-local", "RFC 3927", notGlobal},
+	{pfx("169.254.169.254/32"), "cloud metadata", "AWS, GCP, Azure, OpenStack", notGlobal},
+	{pfx("172.16.0.0/12"), "private-use", "RFC 1918", notGlobal},
+	{pfx("192.0.0.0/24"), "IETF protocol assignments", "RFC 6890", notGlobal},
+	{pfx("192.0.0.0/29"), "IPv4 service continuity", "RFC 7335", notGlobal},
+	{pfx("192.0.0.8/32"), "IPv4 dummy address", "RFC 7600", notGlobal},
+	{pfx("192.0.0.9/32"), "port control protocol anycast", "RFC 7723", global},
+	{pfx("192.0.0.10/32"), "TURN anycast", "RFC 8155", global},
+	{pfx("192.0.0.170/31"), "NAT64/DNS64 discovery", "RFC 8880", notGlobal},
+	{pfx("192.0.0.192/32"), "cloud metadata", "Oracle Cloud", notGlobal},
+	{pfx("192.0.2.0/24"), "documentation (TEST-NET-1)", "RFC 5737", notGlobal},
+	{pfx("192.31.196.0/24"), "AS112", "RFC 7535", global},
+	{pfx("192.52.193.0/24"), "AMT", "RFC 7450", global},
+	{pfx("192.88.99.0/24"), "deprecated 6to4 relay anycast", "RFC 7526", notGlobal},
+	{pfx("192.168.0.0/16"), "private-use", "RFC 1918", notGlobal},
+	{pfx("192.175.48.0/24"), "AS112 direct delegation", "RFC 7534", global},
+	{pfx("198.18.0.0/15"), "benchmarking", "RFC 2544", notGlobal},
+	{pfx("198.51.100.0/24"), "documentation (TEST-NET-2)", "RFC 5737", notGlobal},
+	{pfx("203.0.113.0/24"), "documentation (TEST-NET-3)", "RFC 5737", notGlobal},
+	{pfx("224.0.0.0/4"), "multicast", "RFC 5771", notGlobal},
+	{pfx("240.0.0.0/4"), "reserved", "RFC 1112", notGlobal},
+	{pfx("255.255.255.255/32"), "limited broadcast", "RFC 919", notGlobal},
+	// A public address, but on an Azure machine it reaches the platform's own services.
+	{pfx("168.63.129.16/32"), "cloud platform (Azure WireServer)", "Azure", notGlobal},
+
+	// IPv6. Outside 2000::/3 the address space registry reserves everything but the blocks
+	// listed after these three.
+	{pfx("::/3"), "reserved", "RFC 4291", notGlobal},
+	{pfx("4000::/2"), "reserved", "RFC 4291", notGlobal},
+	{pfx("8000::/1"), "reserved", "RFC 4291", notGlobal},
+	{pfx("::/128"), "unspecified", "RFC 4291", notGlobal},
+	{pfx("::1/128"), "loopback", "RFC 4291", notGlobal},
+	{pfx("::ffff:0:0/96"), "IPv4-mapped", "RFC 4291", embedsIPv4},
+	{pfx("64:ff9b::/96"), "IPv4/IPv6 translation", "RFC 6052", embedsIPv4},
+	{pfx("64:ff9b:1::/48"), "local-use IPv4/IPv6 translation", "RFC 8215", notGlobal},
+	{pfx("100::/64"), "discard-only", "RFC 6666", notGlobal},
+	{pfx("100:0:0:1::/64"), "dummy IPv6 prefix", "RFC 9780", notGlobal},
+	{pfx("2001::/23"), "IETF protocol assignments", "RFC 2928", notGlobal},
+	{pfx("2001::/32"), "Teredo", "RFC 4380", embedsIPv4},
+	{pfx("2001:1::1/128"), "port control protocol anycast", "RFC 7723", global},
+	{pfx("2001:1::2/128"), "TURN anycast", "RFC 8155", global},
+	{pfx("2001:1::3/128"), "DNS-SD service registration anycast", "RFC 9665", global},
+	{pfx("2001:2::/48"), "benchmarking", "RFC 5180", notGlobal},
+	{pfx("2001:3::/32"), "AMT", "RFC 7450", global},
+	{pfx("2001:4:112::/48"), "AS112", "RFC 7535", global},
+	{pfx("2001:10::/28"), "deprecated ORCHID", "RFC 4843", notGlobal},
+	{pfx("2001:20::/28"), "ORCHIDv2", "RFC 7343", global},
+	{pfx("2001:30::/28"), "drone remote ID tags", "RFC 9374", global},
+	{pfx("2001:db8::/32"), "documentation", "RFC 3849", notGlobal},
+	{pfx("2002::/16"), "6to4", "RFC 3056", embedsIPv4},
+	{pfx("2620:4f:8000::/48"), "AS112 direct delegation", "RFC 7534", global},
+	{pfx("3fff::/20"), "documentation", "RFC 9637", notGlobal},
+	{pfx("5f00::/16"), "segment routing (SRv6) SIDs", "RFC 9602", notGlobal},
+	{pfx("fc00::/7"), "unique-local", "RFC 4193", notGlobal},
+	{pfx("fd00:ec2::254/128"), "cloud metadata", "AWS", notGlobal},
+	{pfx("fe80::/10"), "link-local", "RFC 4291", notGlobal},
+	{pfx("fec0::/10"), "deprecated site-local", "RFC 3879", notGlobal},
+	{pfx("ff00::/8"), "multicast", "RFC 4291", notGlobal},
 }
 
-// Prefixes whose addresses embed an IPv4 address in a fixed place; the embedded address is
-// judged as well, so that ::ffff:127.0.0.1 or 64:ff9b::a00:1 cannot reach what 127.0.0.1 or
-// 10.0.0.1 cannot.
+func pfx(s string) netip.Prefix { return netip.MustParsePrefix(s) }
+
+// specialRangeOf returns the most specific entry of specialRanges that contains addr.
+func specialRangeOf(addr netip.Addr) (specialRange, bool) {
+	best, found := specialRange{}, false
+	for _, r := range specialRanges {
+		if r.prefix.Contains(addr) && (!found || r.prefix.Bits() > best.prefix.Bits()) {
+			best, found = r, true
+		}
+	}
+	return best, found
+}
+
+// The IPv6 forms that route to an IPv4 address carry it in a fixed place; the embedded
+// address is judged, so that ::ffff:127.0.0.1 or 64:ff9b::a00:1 cannot reach what 127.0.0.1
+// or 10.0.0.1 cannot.
 var (
-	ipv4Compatible = netip.MustParsePrefix("::/96")           // deprecated ::a.b.c.d
-	ipv4Translated = netip.MustParsePrefix("::ffff:0:0:0/96") // SIIT (RFC 2765) ::ffff:0:a.b.c.d
-	nat64          = netip.MustParsePrefix("64:ff9b::/96")    // RFC 6052 well-known prefix
-	sixToFour      = netip.MustParsePrefix("2002::/16")       // RFC 3056, v4 in bits 16..47
-	teredo         = netip.MustParsePrefix("2001::/32")       // RFC 4380, see embeddedIPv4
+	nat64     = pfx("64:ff9b::/96") // RFC 6052 well-known prefix
+	sixToFour = pfx("2002::/16")    // RFC 3056, v4 in bits 16..47
+	teredo    = pfx("2001::/32")    // RFC 4380, see embeddedIPv4
 )
 
 // embeddedIPv4 returns the IPv4 addresses that addr carries, if it is one of the IPv6 forms
@@ -76,8 +154,7 @@ func embeddedIPv4(addr netip.Addr) []netip.Addr {
 	}
 	b := addr.As16()
 	switch {
-	case nat64.Contains(addr), ipv4Translated.Contains(addr),
-		ipv4Compatible.Contains(addr) && addr != netip.IPv6Unspecified() && addr != netip.IPv6Loopback():
+	case nat64.Contains(addr):
 		return []netip.Addr{netip.AddrFrom4([4]byte(b[12:16]))}
 	case sixToFour.Contains(addr):
 		return []netip.Addr{netip.AddrFrom4([4]byte(b[2:6]))}
@@ -90,15 +167,21 @@ func embeddedIPv4(addr netip.Addr) []netip.Addr {
 	return nil
 }
 
-// DeniedReason reports why addr is in a range the server refuses by default ("loopback",
-// "private (RFC 1918)", "cloud metadata", ...), or "" when it is an ordinary public address.
-// It ignores Allow; see Policy.Check.
+// DeniedReason reports why addr is in a range the server refuses by default: what the
+// range is for and where it is defined ("loopback (RFC 1122)", "documentation (TEST-NET-1)
+// (RFC 5737)", "cloud metadata (AWS, GCP, Azure, OpenStack)"), or "" when addr is globally
+// reachable. It ignores Allow; see Policy.Check.
 func DeniedReason(addr netip.Addr) string {
 	addr = addr.WithZone("")
-	for _, r := range deniedRanges {
-		if r.prefix.Contains(addr) {
-			return r.reason
-		}
+	r, ok := specialRangeOf(addr)
+	if !ok {
+		return ""
+	}
+	switch r.reach {
+	case global:
+		return ""
+	case notGlobal:
+		return r.name + " (" + r.rfc + ")"
 	}
 	for _, v4 := range embeddedIPv4(addr) {
 		if reason := DeniedReason(v4); reason != "" {
@@ -165,6 +248,84 @@ func (p *Policy) Check(addr netip.Addr) error {
 		return nil
 	}
 	return &DeniedError{Addr: addr, Reason: reason}
+}
+
+// checkTarget judges a resolved target address: the Policy, then the addresses of this
+// machine's own interfaces, which reach the server's own services (an admin port, metrics
+// on 0.0.0.0) or the server itself, unless Allow opens them.
+func (s *Server) checkTarget(addr netip.Addr) error {
+	if err := s.cfg.Policy.Check(addr); err != nil {
+		return err
+	}
+	if s.own.has(addr) && !s.cfg.Policy.allowed(addr) {
+		return &DeniedError{Addr: addr, Reason: "an address of this server's own interfaces"}
+	}
+	return nil
+}
+
+// ownAddrsMaxAge is how long the list of the interfaces' addresses is trusted before it is
+// read again (on the next dial): an address added to an interface is refused within it.
+const ownAddrsMaxAge = 5 * time.Second
+
+// ownAddrs is the set of addresses assigned to this machine's interfaces, read when the
+// server starts and again on a dial once ownAddrsMaxAge has passed: one netlink request
+// every few seconds at most, a map lookup per dial.
+type ownAddrs struct {
+	list func() ([]net.Addr, error) // net.InterfaceAddrs
+	log  *slog.Logger
+
+	mu     sync.Mutex
+	addrs  map[netip.Addr]struct{}
+	readAt time.Time
+	failed bool // the last read failed (logged once)
+}
+
+func newOwnAddrs(list func() ([]net.Addr, error), log *slog.Logger) *ownAddrs {
+	o := &ownAddrs{list: list, log: log}
+	o.mu.Lock()
+	o.refreshLocked(time.Now())
+	o.mu.Unlock()
+	return o
+}
+
+// has reports whether addr (or its IPv4 form) is assigned to an interface here.
+func (o *ownAddrs) has(addr netip.Addr) bool {
+	now := time.Now()
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if now.Sub(o.readAt) >= ownAddrsMaxAge {
+		o.refreshLocked(now)
+	}
+	_, ok := o.addrs[addr.Unmap().WithZone("")]
+	return ok
+}
+
+// refreshLocked reads the interfaces' addresses. A failed read keeps the previous set.
+func (o *ownAddrs) refreshLocked(now time.Time) {
+	o.readAt = now
+	list, err := o.list()
+	if err != nil {
+		if !o.failed {
+			o.log.Error("read this machine's interface addresses; keeping the last list", "err", err)
+			o.failed = true
+		}
+		return
+	}
+	o.failed = false
+	addrs := make(map[netip.Addr]struct{}, len(list))
+	for _, a := range list {
+		var ip net.IP
+		switch a := a.(type) {
+		case *net.IPNet:
+			ip = a.IP
+		case *net.IPAddr:
+			ip = a.IP
+		}
+		if addr, ok := netip.AddrFromSlice(ip); ok {
+			addrs[addr.Unmap()] = struct{}{}
+		}
+	}
+	o.addrs = addrs
 }
 
 // ParseHostAddr reports whether host is an IP address, written the way netip writes it or in

@@ -27,9 +27,11 @@ var ErrServerClosed = errors.New("proxyserver: server closed")
 
 // Server serves tunnels. Create it with New; it may Serve several listeners at once.
 type Server struct {
-	cfg Config
-	m   *metrics
-	log *slog.Logger
+	cfg      Config
+	m        *metrics
+	log      *slog.Logger
+	throttle *authThrottle // failed authentications per source
+	own      *ownAddrs     // this machine's addresses, refused as targets
 
 	// ctx is cancelled by Close (and by Shutdown when its context ends), which aborts
 	// authentications and dials in flight.
@@ -77,6 +79,8 @@ func New(cfg Config) (*Server, error) {
 		cfg:       cfg,
 		m:         m,
 		log:       cfg.Logger,
+		throttle:  newAuthThrottle(cfg.Logger),
+		own:       newOwnAddrs(net.InterfaceAddrs, cfg.Logger),
 		ctx:       ctx,
 		cancel:    cancel,
 		listeners: make(map[net.Listener]struct{}),
@@ -214,6 +218,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		if s.closeIdleTunnels() {
 			s.wg.Wait()
 			s.cancel()
+			s.throttle.stop()
 			return nil
 		}
 		select {
@@ -256,6 +261,7 @@ func (s *Server) Close() error {
 	}
 	s.mu.Unlock()
 	s.wg.Wait()
+	s.throttle.stop()
 	return nil
 }
 
@@ -445,15 +451,24 @@ func (t *tunnel) handshake(deadline time.Time, remote string) (Identity, net.Con
 			Message: fmt.Sprintf("this server speaks wire version %d, the client %d: upgrade the older one", wire.Version, hello.Version)})
 		return fail(resultBadVersion, stageHello)
 	}
+	// A source that failed too often waits for its turn, or is refused unchecked.
+	src := sourceOf(t.raw.RemoteAddr())
+	if err := s.throttle.wait(ctx, src); err != nil {
+		if errors.As(err, new(*throttledError)) {
+			_ = wire.WriteReply(conn, wire.Reply{Status: wire.StatusAuthFailed, Message: err.Error()})
+			return fail(resultAuthThrottled, stageAuth)
+		}
+		return fail(resultHandshakeFailed, stageAuth)
+	}
 	ident, err := s.cfg.Authenticator.Authenticate(ctx, hello.Token)
 	hello.Token = ""
 	if err != nil {
-		t.log.Warn("authentication failed", "remote", remote, "err", err)
+		s.throttle.failed(src, time.Now(), t.log, "authentication failed", "remote", remote, "err", err)
 		_ = wire.WriteReply(conn, wire.Reply{Status: wire.StatusAuthFailed, Message: "token refused: check PROXY_TOKEN or log in again"})
 		return fail(resultAuthFailed, stageAuth)
 	}
 	if !ident.Expiry.IsZero() && !ident.Expiry.After(time.Now()) {
-		t.log.Warn("authentication failed", "remote", remote, "subject", ident.Subject, "err", "token expired")
+		s.throttle.failed(src, time.Now(), t.log, "authentication failed", "remote", remote, "subject", ident.Subject, "err", "token expired")
 		_ = wire.WriteReply(conn, wire.Reply{Status: wire.StatusAuthFailed, Message: "token expired: log in again"})
 		return fail(resultAuthFailed, stageAuth)
 	}

@@ -163,7 +163,12 @@ func TestStreamRefusals(t *testing.T) {
 		{name: "tls streams disabled", kind: wire.KindTLS, host: untrustedHost, port: untrustedPort, allow: true,
 			config: func(c *Config) { c.DisableTLSStreams = true }, want: wire.StatusDenied},
 		{name: "unreachable", host: "198.18.0.1", port: 80,
-			config: func(c *Config) { c.Dialer = isolatedDialer{t} }, want: wire.StatusUnreachable},
+			config: func(c *Config) {
+				// The benchmarking range is refused by default: open it, and dial from a
+				// namespace where it leads nowhere.
+				c.Policy = &Policy{Allow: mustPrefixes("198.18.0.0/15")}
+				c.Dialer = isolatedDialer{t}
+			}, want: wire.StatusUnreachable},
 		{name: "timeout", host: "127.0.0.1", port: fullBacklogAt(t, [4]byte{127, 0, 0, 1}, 0), allow: true,
 			config: func(c *Config) { c.DialTimeout = 200 * time.Millisecond }, want: wire.StatusTimeout},
 		{name: "unknown kind", kind: 7, host: "127.0.0.1", port: 80, want: wire.StatusBadRequest},

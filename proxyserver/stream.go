@@ -125,13 +125,27 @@ func (t *tunnel) removeTarget(c net.Conn) {
 	t.mu.Unlock()
 }
 
-// replyMessage turns err into a Reply message (wire cuts it to length).
+// replyMessage turns err into a Reply message (wire cuts it to length): a *replyError's
+// public text, else err's.
 func replyMessage(err error) string {
 	if err == nil {
 		return ""
 	}
+	if re := (*replyError)(nil); errors.As(err, &re) {
+		return re.public
+	}
 	return err.Error()
 }
+
+// replyError is a refusal whose detail (the server's resolver, the addresses a name
+// resolved to) is for the server's log only: the client is told public.
+type replyError struct {
+	public string
+	err    error
+}
+
+func (e *replyError) Error() string { return e.err.Error() }
+func (e *replyError) Unwrap() error { return e.err }
 
 // dialTarget resolves req.Host, judges each address against the policy, and connects to the
 // first allowed address that answers, making a TLS connection on top for tls streams. It
@@ -148,11 +162,12 @@ func (s *Server) dialTarget(req wire.StreamRequest) (net.Conn, wire.Status, erro
 	status, err = wire.StatusDenied, nil
 	allowed := addrs[:0]
 	for _, addr := range addrs {
-		if perr := s.cfg.Policy.Check(addr); perr != nil {
+		if perr := s.checkTarget(addr); perr != nil {
 			if err == nil {
 				err = perr
-				if !literal {
-					err = fmt.Errorf("%s: %w", req.Host, perr)
+				if de := (*DeniedError)(nil); !literal && errors.As(perr, &de) {
+					err = &replyError{public: fmt.Sprintf("%s: refused by the server's destination policy (%s)", req.Host, de.Reason),
+						err: fmt.Errorf("%s: %w", req.Host, perr)}
 				}
 			}
 			continue
@@ -236,7 +251,7 @@ func (s *Server) resolve(ctx context.Context, host string) ([]netip.Addr, wire.S
 		case ctx.Err() != nil && s.ctx.Err() == nil:
 			return nil, wire.StatusDNSFailure, fmt.Errorf("%s: lookup timed out", host)
 		}
-		return nil, wire.StatusDNSFailure, fmt.Errorf("resolve %s: %w", host, err)
+		return nil, wire.StatusDNSFailure, &replyError{public: "DNS lookup of " + host + " failed", err: fmt.Errorf("resolve %s: %w", host, err)}
 	}
 	if len(addrs) == 0 {
 		return nil, wire.StatusDNSFailure, fmt.Errorf("%s: no addresses", host)

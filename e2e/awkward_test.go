@@ -214,15 +214,15 @@ func TestRunOverWebSocketToServe(t *testing.T) {
 		"serve's log names the target port %s; log:\n%s", targetPort(target), srv.stderr)
 }
 
-// nginxConfig is dist/nginx/tessel-proxy.conf, the configuration the README documents,
+// nginxConfig is deploy/nginx/tessel-proxy.conf, the configuration the README documents,
 // with the ports and paths of this test put in. Each replaced line must be there: a test
 // that quietly stopped using the documented file would prove nothing about it.
 func nginxConfig(t *testing.T, port int, certFile, keyFile, wsAddr, docroot string) string {
 	t.Helper()
-	conf := readFile(t, "../dist/nginx/tessel-proxy.conf")
+	conf := readFile(t, "../deploy/nginx/tessel-proxy.conf")
 	readme := readFile(t, "../README.md")
 	if !strings.Contains(readme, conf) {
-		t.Fatal("README.md does not show dist/nginx/tessel-proxy.conf as it is: update the README's nginx section")
+		t.Fatal("README.md does not show deploy/nginx/tessel-proxy.conf as it is: update the README's nginx section")
 	}
 	for _, r := range [][2]string{
 		{"listen 443 ssl;", fmt.Sprintf("listen 127.0.0.1:%d ssl;", port)},
@@ -233,7 +233,7 @@ func nginxConfig(t *testing.T, port int, certFile, keyFile, wsAddr, docroot stri
 		{"root /var/www/html;", "root " + docroot + ";"},
 	} {
 		if !strings.Contains(conf, r[0]) {
-			t.Fatalf("dist/nginx/tessel-proxy.conf no longer has %q; update this test with it", r[0])
+			t.Fatalf("deploy/nginx/tessel-proxy.conf no longer has %q; update this test with it", r[0])
 		}
 		conf = strings.ReplaceAll(conf, r[0], r[1])
 	}
@@ -406,14 +406,14 @@ func freeTestSubnet(t *testing.T) int {
 	return 0
 }
 
-// caddyConfig is dist/caddy/Caddyfile, the configuration the README documents, with the
+// caddyConfig is deploy/caddy/Caddyfile, the configuration the README documents, with the
 // test's port, certificate, backend and document root put in, and global options that keep
 // Caddy to itself (no admin endpoint, no certificate authority, storage in dir).
 func caddyConfig(t *testing.T, dir string, port int, certFile, keyFile, wsAddr, docroot string) string {
 	t.Helper()
-	conf := readFile(t, "../dist/caddy/Caddyfile")
+	conf := readFile(t, "../deploy/caddy/Caddyfile")
 	if !strings.Contains(readFile(t, "../README.md"), conf) {
-		t.Fatal("README.md does not show dist/caddy/Caddyfile as it is: update the README's Caddy section")
+		t.Fatal("README.md does not show deploy/caddy/Caddyfile as it is: update the README's Caddy section")
 	}
 	for _, r := range [][2]string{
 		{"proxy.example.net {", fmt.Sprintf("https://127.0.0.1:%d {\n\ttls %s %s", port, certFile, keyFile)},
@@ -421,7 +421,7 @@ func caddyConfig(t *testing.T, dir string, port int, certFile, keyFile, wsAddr, 
 		{"root * /var/www/html", "root * " + docroot},
 	} {
 		if !strings.Contains(conf, r[0]) {
-			t.Fatalf("dist/caddy/Caddyfile no longer has %q; update this test with it", r[0])
+			t.Fatalf("deploy/caddy/Caddyfile no longer has %q; update this test with it", r[0])
 		}
 		conf = strings.ReplaceAll(conf, r[0], r[1])
 	}

@@ -452,7 +452,7 @@ func (t *tunnel) handshake(deadline time.Time, remote string) (Identity, net.Con
 		return fail(resultBadVersion, stageHello)
 	}
 	// A source that failed too often waits for its turn, or is refused unchecked.
-	src := sourceOf(t.raw.RemoteAddr())
+	src := sourceOf(t.src.Addr)
 	if err := s.throttle.wait(ctx, src); err != nil {
 		if errors.As(err, new(*throttledError)) {
 			_ = wire.WriteReply(conn, wire.Reply{Status: wire.StatusAuthFailed, Message: err.Error()})

@@ -173,3 +173,33 @@ func TestTLSListenerAnswersHTTP(t *testing.T) {
 		}
 	}
 }
+
+// Behind a trusted reverse proxy, failed authentications count against the client the proxy
+// names, not against the proxy (which would lock every client out together).
+func TestWebSocketThrottleKeyedByForwardedClient(t *testing.T) {
+	h := newHarness(t, allowLoopback)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go h.srv.ServeWebSocket(ln, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ws, _, err := websocket.Dial(ctx, "ws://"+ln.Addr().String()+"/tunnel", &websocket.DialOptions{HTTPHeader: http.Header{"X-Forwarded-For": {"203.0.113.7"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn := wsconn.New(ws, nil, nil)
+	defer conn.Close()
+	if err := wire.WriteHello(conn, wire.Hello{Version: wire.Version, Token: "wrong-token"}); err != nil {
+		t.Fatal(err)
+	}
+	if reply, err := wire.ReadReply(conn); err != nil || reply.Status != wire.StatusAuthFailed {
+		t.Fatalf("wrong token: %v %v", reply, err)
+	}
+	h.srv.throttle.mu.Lock()
+	defer h.srv.throttle.mu.Unlock()
+	if _, ok := h.srv.throttle.sources[netip.MustParsePrefix("203.0.113.7/32")]; !ok || len(h.srv.throttle.sources) != 1 {
+		t.Errorf("the failure counts against %v, want only 203.0.113.7/32", h.srv.throttle.sources)
+	}
+}

@@ -6,7 +6,7 @@
 #   run           curl started by `tessel-proxy run`, via `serve --dev`
 # and prints each as a ratio to its baseline. A second section compares the tunnel's transports:
 # plain TLS, WebSocket straight to serve (PROXY_HOST=wss://...), and WebSocket through nginx
-# terminating TLS in front of `serve --ws-listen` (dist/nginx/tessel-proxy.conf). Runs vary by 15-30% from minute to minute: compare
+# terminating TLS in front of `serve --ws-listen` (deploy/nginx/tessel-proxy.conf). Runs vary by 15-30% from minute to minute: compare
 # the ratios, not the absolute numbers. Needs nginx, sshd, curl (scripts/install-deps.sh), root.
 #
 #   scripts/bench.sh [SIZE_MB] [REQUESTS]      defaults: 400 500
@@ -133,7 +133,7 @@ websocket_transport() {
     -e "s|/etc/letsencrypt/live/proxy.example.net/fullchain.pem|$work/dev/cert.pem|" \
     -e "s|/etc/letsencrypt/live/proxy.example.net/privkey.pem|$work/dev/key.pem|" \
     -e "s|http://127.0.0.1:8080;|http://127.0.0.1:$ws_port;|" -e "s|root /var/www/html;|root $work/www-ws;|" \
-    dist/nginx/tessel-proxy.conf >"$work/tessel-proxy-nginx.conf"
+    deploy/nginx/tessel-proxy.conf >"$work/tessel-proxy-nginx.conf"
   cat >"$work/nginx-ws.conf" <<CONF
 daemon on; pid $work/nginx-ws.pid; error_log $work/nginx-ws.err; worker_processes 1;
 events { worker_connections 1024; }

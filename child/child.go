@@ -48,6 +48,11 @@ type Options struct {
 	// it a group or a session of its own must make that group the terminal's foreground
 	// one (Foreground), or the terminal's signals no longer reach it.
 	SysProcAttr *syscall.SysProcAttr
+	// Start, when set, starts the command in place of cmd.Start, to wrap the program in
+	// something (transparent mode's namespaces). It leaves cmd started, with cmd.Process
+	// the program's own process, or returns an error with nothing left running; Run then
+	// returns ExitFailed with that error.
+	Start func(cmd *exec.Cmd) error
 	// Started, when set, is called with the program's process ID once it has started and
 	// before Run waits for it. Signals that arrive meanwhile are held and passed on after
 	// it returns. When it returns an error, the program is killed and Run returns
@@ -87,7 +92,11 @@ func Run(ctx context.Context, o Options) (int, error) {
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, forwardedSignals...)
 	defer signal.Stop(sigs)
-	if err := cmd.Start(); err != nil {
+	if o.Start != nil {
+		if err := o.Start(cmd); err != nil {
+			return ExitFailed, err
+		}
+	} else if err := cmd.Start(); err != nil {
 		return startError(o.Program, err)
 	}
 	waited := make(chan struct{})

@@ -16,14 +16,10 @@ type Proxy struct {
 	NoProxy []string
 }
 
-// proxyVars are the variables ProxyEnv sets (or clears), each in upper and lower case:
-// tools disagree on which they read (curl ignores HTTP_PROXY, for one).
-var proxyVars = []string{"ALL_PROXY", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"}
-
-// ProxyEnv is a program's environment: parent without the tokens (PROXY_TOKEN,
-// TM_API_KEY) and without any proxy settings of its own, with p's in upper and lower
-// case, and NODE_USE_ENV_PROXY=1 so that Node's fetch and http use them.
-func ProxyEnv(parent []string, p Proxy) []string {
+// NoProxyEnv is a program's environment without proxy variables: parent without the
+// tokens (PROXY_TOKEN, TM_API_KEY) and without any proxy settings (the variables ProxyEnv
+// sets, and NODE_USE_ENV_PROXY).
+func NoProxyEnv(parent []string) []string {
 	drop := map[string]bool{"NODE_USE_ENV_PROXY": true}
 	for _, v := range proxyVars {
 		drop[v], drop[strings.ToLower(v)] = true, true
@@ -35,6 +31,18 @@ func ProxyEnv(parent []string, p Proxy) []string {
 			env = append(env, kv)
 		}
 	}
+	return env
+}
+
+// proxyVars are the variables ProxyEnv sets (or clears), each in upper and lower case:
+// tools disagree on which they read (curl ignores HTTP_PROXY, for one).
+var proxyVars = []string{"ALL_PROXY", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"}
+
+// ProxyEnv is a program's environment: parent without the tokens (PROXY_TOKEN,
+// TM_API_KEY) and without any proxy settings of its own, with p's in upper and lower
+// case, and NODE_USE_ENV_PROXY=1 so that Node's fetch and http use them.
+func ProxyEnv(parent []string, p Proxy) []string {
+	env := NoProxyEnv(parent)
 	set := map[string]string{"ALL_PROXY": p.SOCKS, "HTTP_PROXY": p.HTTP, "HTTPS_PROXY": p.HTTP}
 	if len(p.NoProxy) > 0 {
 		set["NO_PROXY"] = strings.Join(p.NoProxy, ",")

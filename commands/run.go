@@ -10,6 +10,7 @@ import (
 	"github.com/tessel/tessel-proxy/child"
 	"github.com/tessel/tessel-proxy/deviceenv"
 	"github.com/tessel/tessel-proxy/proxyclient"
+	"github.com/tessel/tessel-proxy/transparent"
 	"github.com/urfave/cli/v2"
 )
 
@@ -26,10 +27,11 @@ const connectTimeout = proxyclient.DefaultHandshakeTimeout + 5*time.Second
 
 // RunOptions is what `run` needs: its streams and environment, and the program to start.
 type RunOptions struct {
-	IO      IO
-	Debug   bool
-	Program string
-	Args    []string
+	IO          IO
+	Debug       bool
+	Transparent bool // run the program in namespaces of its own (Linux)
+	Program     string
+	Args        []string
 }
 
 func runCommand(io IO) *cli.Command {
@@ -56,7 +58,10 @@ Behind a corporate HTTP proxy, the tunnel's own connection goes through it with 
 PROXY_VIA=http://[user:password@]host:port, or else the HTTPS_PROXY and NO_PROXY run
 was started with (PROXY_VIA=none: never). TLS to the proxy server runs inside, end to end.
 
-Programs that ignore proxy variables (ssh, most raw-socket tools) connect directly.
+Programs that ignore proxy variables (ssh, most raw-socket tools) connect directly,
+unless run has --transparent.
+
+` + transparentHelp + `
 
 Exit status: the program's own; 128+N when a signal N killed it; 125 when run itself
 failed (configuration, token, proxy), 126 when PROGRAM is not executable, 127 when it
@@ -68,19 +73,22 @@ Examples:
    tessel-proxy run -- git clone https://github.com/tessel/t2-cli
    tessel-proxy run -- python3 -c 'import urllib.request as u; print(u.urlopen("https://example.com").status)'
    tessel-proxy run --debug -- curl http://192.168.1.20/   # PROXY_LOCAL: connects directly
+   tessel-proxy run --transparent -- node app.js            # net.connect too
    tessel-proxy route example.com                            # where would a connection go?`,
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "debug", Usage: "log routing decisions and tunnel events to stderr (as _PROXY_DBG does)"},
+			&cli.BoolFlag{Name: "transparent", Usage: "route every TCP connection and DNS query of the program, proxy variables or not (Linux; see below)"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() == 0 {
 				return usageError("run: name the program to run: tessel-proxy run [--] PROGRAM [ARGS...]")
 			}
 			return runRun(c.Context, &RunOptions{
-				IO:      io,
-				Debug:   c.Bool("debug"),
-				Program: c.Args().First(),
-				Args:    c.Args().Tail(),
+				IO:          io,
+				Debug:       c.Bool("debug"),
+				Transparent: c.Bool("transparent"),
+				Program:     c.Args().First(),
+				Args:        c.Args().Tail(),
 			})
 		},
 	}
@@ -110,6 +118,15 @@ func runRun(ctx context.Context, o *RunOptions) error {
 	dialer := proxyclient.NewDialer(withToken(cfg, token), log)
 	defer dialer.Close()
 
+	// Where transparent mode cannot work, say so before anything else.
+	var runner *transparent.Runner
+	if o.Transparent {
+		if runner, err = newTransparentRunner(dialer, log); err != nil {
+			return fail("%w", err)
+		}
+		defer runner.Close()
+	}
+
 	cctx, cancel := context.WithTimeout(ctx, connectTimeout)
 	err = dialer.Connect(cctx)
 	cancel()
@@ -117,32 +134,43 @@ func runRun(ctx context.Context, o *RunOptions) error {
 		return fail("%w", hintFor(err, source))
 	}
 
-	front, err := proxyclient.ListenFront(dialer, "127.0.0.1:0", log)
-	if err != nil {
-		return fail("%w", err)
-	}
-	defer front.Close()
-
 	var environ []string
 	if o.IO.Environ != nil {
 		environ = o.IO.Environ()
 	}
-	status, err := child.Run(ctx, child.Options{
+	opts := child.Options{
 		Program: o.Program,
 		Args:    o.Args,
-		Env: child.ProxyEnv(environ, child.Proxy{
+		Stdin:   o.IO.In,
+		Stdout:  o.IO.Out,
+		Stderr:  o.IO.Err,
+	}
+	if runner != nil {
+		// Every connection is routed anyway, and a proxy on this machine's loopback could
+		// not be reached from the program's namespace: no proxy variables.
+		opts.Env = child.NoProxyEnv(environ)
+		opts.Start = runner.Start
+		opts.Started = func(pid int) error {
+			log.Debug("started", "program", o.Program, "pid", pid, "transparent", true)
+			return nil
+		}
+	} else {
+		front, err := proxyclient.ListenFront(dialer, "127.0.0.1:0", log)
+		if err != nil {
+			return fail("%w", err)
+		}
+		defer front.Close()
+		opts.Env = child.ProxyEnv(environ, child.Proxy{
 			SOCKS:   front.URL("socks5h"),
 			HTTP:    front.URL("http"),
 			NoProxy: cfg.Local.Entries(),
-		}),
-		Stdin:  o.IO.In,
-		Stdout: o.IO.Out,
-		Stderr: o.IO.Err,
-		Started: func(pid int) error {
+		})
+		opts.Started = func(pid int) error {
 			log.Debug("started", "program", o.Program, "pid", pid, "front", front.Addr().String())
 			return nil
-		},
-	})
+		}
+	}
+	status, err := child.Run(ctx, opts)
 	if err != nil {
 		return exitCode(status, fmt.Errorf("run: %w", err))
 	}

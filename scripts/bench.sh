@@ -4,9 +4,10 @@
 #   direct        curl straight to nginx
 #   ssh -D        OpenSSH dynamic forwarding (curl --socks5-hostname), the tool users compare with
 #   run           curl started by `tessel-proxy run`, via `serve --dev`
-# and prints each as a ratio to its baseline. A second section compares the tunnel's transports:
-# plain TLS, WebSocket straight to serve (PROXY_HOST=wss://...), and WebSocket through nginx
-# terminating TLS in front of `serve --ws-listen` (deploy/nginx/tessel-proxy.conf). Runs vary by 15-30% from minute to minute: compare
+#   transparent   curl started by `tessel-proxy run --transparent` (Linux; a section of its own)
+#   wss           curl started by `run` with the tunnel over WebSocket, straight to serve and
+#                 through nginx in front of `serve --ws-listen` (deploy/nginx; the last section)
+# and prints each as a ratio to its baseline. Runs vary by 15-30% from minute to minute: compare
 # the ratios, not the absolute numbers. Needs nginx, sshd, curl (scripts/install-deps.sh), root.
 #
 #   scripts/bench.sh [SIZE_MB] [REQUESTS]      defaults: 400 500
@@ -117,8 +118,65 @@ awk -v d="$direct_bw" -v s="$ssh_bw" -v r="$run_bw" -v dq="$direct_rq" -v sq="$s
   printf "  %-8s %8d us/request   %.2f x direct   %.2f x ssh -D\n", "run", rq, rq/dq, rq/sq
 }'
 
-# The tunnel's transports, in the same conditions: a second `serve --dev` that also listens for
-# WebSocket over plain HTTP, behind nginx with the configuration the README documents.
+# --- run --transparent ------------------------------------------------------------------------
+# In transparent mode 127.0.0.1 is the program's own loopback, so the program asks for a name
+# that only the proxy server resolves: a second `serve --dev` runs in a mount namespace of its
+# own whose /etc/hosts maps bench.tessel-proxy.test to 127.0.0.1. Plain `run` is measured again
+# through that same server, alternating with transparent mode round by round (best of 5), so
+# that both see the same minute. The cost of a new connection is marginal here: the time of
+# 2N requests less that of N, over N, which leaves out each mode's start-up (transparent mode
+# makes namespaces; its start-up is printed apart).
+transparent_bench() {
+  printf '127.0.0.1 bench.tessel-proxy.test\n' >"$work/hosts"
+  unshare -m sh -c 'mount --bind "$1" /etc/hosts && shift && exec "$@"' sh "$work/hosts" \
+    "$work/tessel-proxy" serve --dev --dir "$work/dev-t" >"$work/dev-t.env" 2>"$work/serve-t.log" &
+  pids+=($!)
+  for _ in $(seq 100); do grep -q '^export PROXY_LOCAL' "$work/dev-t.env" 2>/dev/null && break; sleep 0.1; done
+  (
+    set -a; source "$work/dev-t.env"; set +a
+    local big="http://bench.tessel-proxy.test:$http_port/big"
+    local small="http://bench.tessel-proxy.test:$http_port/small"
+    local once=() twice=()
+    for _ in $(seq "$requests"); do once+=("$small"); twice+=("$small" "$small"); done
+    local plain=("$work/tessel-proxy" run --) tr=("$work/tessel-proxy" run --transparent --)
+    ns() { local t0 t1; t0=$(date +%s%N); "$@" >/dev/null; t1=$(date +%s%N); echo $((t1 - t0)); }
+    local run_bw=0 tr_bw=0 run_1=0 run_2=0 tr_1=0 tr_2=0 run_up=0 tr_up=0 v
+    min() { local -n m=$1; ((m == 0 || $2 < m)) && m=$2; return 0; }
+    for _ in 1 2 3 4 5; do
+      v=$("${plain[@]}" curl -s -o /dev/null -w '%{speed_download}' "$big"); v=${v%.*}; ((v > run_bw)) && run_bw=$v
+      v=$("${tr[@]}" curl -s -o /dev/null -w '%{speed_download}' "$big"); v=${v%.*}; ((v > tr_bw)) && tr_bw=$v
+      min run_1 "$(ns "${plain[@]}" curl -s "${once[@]}")"
+      min tr_1 "$(ns "${tr[@]}" curl -s "${once[@]}")"
+      min run_2 "$(ns "${plain[@]}" curl -s "${twice[@]}")"
+      min tr_2 "$(ns "${tr[@]}" curl -s "${twice[@]}")"
+      min run_up "$(ns "${plain[@]}" true)"
+      min tr_up "$(ns "${tr[@]}" true)"
+    done
+    local run_rq=$(((run_2 - run_1) / 1000 / requests)) tr_rq=$(((tr_2 - tr_1) / 1000 / requests))
+    run_up=$((run_up / 1000)) tr_up=$((tr_up / 1000))
+    awk -v r="$run_bw" -v t="$tr_bw" -v rq="$run_rq" -v tq="$tr_rq" -v ru="$run_up" -v tu="$tr_up" \
+      -v mb="$size_mb" -v n="$requests" 'BEGIN {
+    printf "run --transparent, through a second serve --dev, plain run beside it (best of 5)\n"
+    printf "  %d MiB download\n", mb
+    printf "    %-12s %8.0f MB/s\n", "run", r/1e6
+    printf "    %-12s %8.0f MB/s   %.2f x run\n", "transparent", t/1e6, t/r
+    printf "  new connection, marginal over %d more sequential requests in one curl\n", n
+    printf "    %-12s %8d us/request\n", "run", rq
+    printf "    %-12s %8d us/request   %.2f x run\n", "transparent", tq, tq/rq
+    printf "  start-up (run -- true)\n"
+    printf "    %-12s %8.1f ms\n", "run", ru/1000
+    printf "    %-12s %8.1f ms\n", "transparent", tu/1000
+    }'
+  )
+}
+if [[ $(uname -s) == Linux ]]; then
+  transparent_bench
+fi
+
+# --- WebSocket transport ----------------------------------------------------------------------
+# The tunnel's transports, in the same conditions: a third `serve --dev` that also listens for
+# WebSocket over plain HTTP, behind nginx with the configuration the README documents. Its
+# PROXY_* settings are loaded in a subshell, so that they stay there.
 websocket_transport() {
   local ws_port tls_port
   ws_port=$(free_port)
@@ -126,7 +184,6 @@ websocket_transport() {
   "$work/tessel-proxy" serve --dev --dir "$work/dev" --ws-listen "127.0.0.1:$ws_port" >"$work/dev-ws.env" 2>"$work/serve-ws.log" &
   pids+=($!)
   for _ in $(seq 100); do grep -q '^export PROXY_LOCAL' "$work/dev-ws.env" && break; sleep 0.1; done
-  set -a; source "$work/dev-ws.env"; set +a
   wait_port "$ws_port"
   mkdir -p "$work/www-ws"
   sed -e "s|listen 443 ssl;|listen 127.0.0.1:$tls_port ssl;|" -e "s|listen \[::\]:443 ssl;||" \
@@ -141,6 +198,8 @@ http { access_log off; include $work/tessel-proxy-nginx.conf; }
 CONF
   nginx -c "$work/nginx-ws.conf"
   wait_port "$tls_port"
+  (
+  set -a; source "$work/dev-ws.env"; set +a
 
   # The three transports take turns, round after round, and each keeps its best: on a shared
   # machine the load moves between rounds, and a transport measured in a quiet moment only
@@ -174,5 +233,6 @@ CONF
   printf "  %-12s %8d us/request   %.2f x tls\n", "wss", wq, wq/tq
   printf "  %-12s %8d us/request   %.2f x tls\n", "wss (nginx)", xq, xq/tq
 }'
+  )
 }
 websocket_transport

@@ -14,6 +14,7 @@ packages=(
   dbus dbus-x11 gnome-keyring libsecret-tools  # a real Secret Service for the keyring
   zsh fish bash-completion groff-base man-db make  # completions, man pages, make install
   nodejs npm                             # the OAuth test server (oidc-provider)
+  tcpdump                                # run --transparent: the DNS-leak capture
   systemd                                # systemd-analyze verifies deploy/systemd/tessel-proxy.service
 )
 missing=()

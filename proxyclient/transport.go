@@ -168,7 +168,7 @@ func (tr *transport) connect(ctx context.Context, c net.Conn) error {
 		return nil
 	case auth && !offersBasic(resp.Header.Values("Proxy-Authenticate")):
 		return fmt.Errorf("%w: %s answered %s and asks for %s authentication; only Basic is spoken here "+
-			"(a local helper such as cntlm or px can speak NTLM or Negotiate to it, and Basic or none to us)",
+			"(a local proxy such as cntlm or px can speak NTLM or Negotiate to it, and Basic or none to us)",
 			ErrUpstreamAuth, tr.upstream(), resp.Status, schemes(resp.Header.Values("Proxy-Authenticate")))
 	// 407 is the standard answer; some proxies (tinyproxy, to wrong credentials) say 401.
 	case auth && tr.cfg.Via.User == nil:

@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"golang.org/x/net/http/httpproxy"
+
+	"github.com/tessel/tessel-proxy/wire"
 )
 
 // Names of the variables that decide how the tunnel's own connection leaves this machine.
@@ -24,9 +26,9 @@ const (
 // HTTPS_PROXY is set.
 const ViaNone = "none"
 
-// DefaultWebSocketPath is the path of a wss:// PROXY_HOST that gives none, and the path
-// `serve` takes WebSocket tunnels at by default.
-const DefaultWebSocketPath = "/tunnel"
+// DefaultWebSocketPath is the path of a wss:// PROXY_HOST that gives none: the one `serve`
+// takes WebSocket tunnels at by default.
+const DefaultWebSocketPath = wire.DefaultWebSocketPath
 
 // maskedPassword stands in for the password of an upstream proxy URL wherever it is shown.
 const maskedPassword = "********"

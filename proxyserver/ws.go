@@ -13,11 +13,12 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/tessel/tessel-proxy/internal/wsconn"
+	"github.com/tessel/tessel-proxy/wire"
 )
 
 // DefaultWebSocketPath is where the server takes WebSocket tunnels unless
 // Config.WebSocketPath says otherwise.
-const DefaultWebSocketPath = "/tunnel"
+const DefaultWebSocketPath = wire.DefaultWebSocketPath
 
 // source is where a tunnel comes from, for logs and per-source limits: the TCP peer, or,
 // for a WebSocket through a trusted reverse proxy, the client that proxy names in

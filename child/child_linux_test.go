@@ -7,93 +7,31 @@ import (
 	"encoding/json"
 	"os"
 	"os/exec"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/tessel/tessel-proxy/internal/testpty"
 )
-
-// openPTY returns the two ends of a new pseudo-terminal.
-func openPTY(t *testing.T) (master, slave *os.File) {
-	t.Helper()
-	master, err := os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY, 0)
-	if err != nil {
-		t.Fatalf("open /dev/ptmx (this test needs pseudo-terminals): %v", err)
-	}
-	if err := unix.IoctlSetPointerInt(int(master.Fd()), unix.TIOCSPTLCK, 0); err != nil {
-		t.Fatal(err)
-	}
-	n, err := unix.IoctlGetInt(int(master.Fd()), unix.TIOCGPTN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	slave, err = os.OpenFile("/dev/pts/"+strconv.Itoa(n), os.O_RDWR|syscall.O_NOCTTY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return master, slave
-}
 
 // TestRunCtrlCReachesTheProgramOnce: a Ctrl-C on the terminal reaches the program from the
 // terminal only, not a second time from Run.
 func TestRunCtrlCReachesTheProgramOnce(t *testing.T) {
-	master, slave := openPTY(t)
-	defer master.Close()
 	script := `n=0; trap 'n=$((n+1))' INT; echo ready; while [ $n -eq 0 ]; do sleep 0.01; done; sleep 0.5; echo "count=$n"`
 	cmd := exec.Command(os.Args[0])
 	args, _ := json.Marshal([]string{"sh", "-c", script})
 	cmd.Env = append(os.Environ(), runArgsVar+"="+string(args))
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
-	// A session of its own with the terminal as controlling terminal: Run is in the
-	// terminal's foreground process group, as under an interactive shell.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	slave.Close()
-	defer cmd.Process.Kill()
-
-	output := make(chan string, 64)
-	go func() {
-		buf := make([]byte, 4096)
-		for {
-			n, err := master.Read(buf)
-			if n > 0 {
-				output <- string(buf[:n])
-			}
-			if err != nil {
-				close(output)
-				return
-			}
-		}
-	}()
-	var seen strings.Builder
-	waitFor := func(s string) {
-		deadline := time.After(20 * time.Second)
-		for !strings.Contains(seen.String(), s) {
-			select {
-			case chunk, ok := <-output:
-				if !ok {
-					t.Fatalf("terminal closed before %q; output %q", s, seen.String())
-				}
-				seen.WriteString(chunk)
-			case <-deadline:
-				t.Fatalf("no %q on the terminal; output %q", s, seen.String())
-			}
-		}
-	}
-	waitFor("ready")
-	master.Write([]byte{3}) // Ctrl-C
-	waitFor("count=")
-	waitFor("\n")
-	if !strings.Contains(seen.String(), "count=1") {
-		t.Fatalf("the program saw Ctrl-C more than once or not at all: %q", seen.String())
+	// Run is in the terminal's foreground process group, as under an interactive shell.
+	term := testpty.Start(t, cmd)
+	term.WaitFor("ready")
+	term.Write([]byte{3}) // Ctrl-C
+	term.WaitFor("count=")
+	term.WaitFor("\n")
+	if !strings.Contains(term.Output(), "count=1") {
+		t.Fatalf("the program saw Ctrl-C more than once or not at all: %q", term.Output())
 	}
 	if err := cmd.Wait(); err != nil {
-		t.Fatalf("Run exited with %v after the program ended normally; output %q", err, seen.String())
+		t.Fatalf("Run exited with %v after the program ended normally; output %q", err, term.Output())
 	}
 }
 

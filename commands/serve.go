@@ -52,8 +52,15 @@ type ServeOptions struct {
 	MaxStreams       int
 	MaxHandshakes    int
 	HandshakeTimeout time.Duration
-	DialTimeout      time.Duration
-	ShutdownTimeout  time.Duration
+
+	FirstByteTimeout       time.Duration
+	MaxHandshakesPerSource int
+	HandshakeDropStart     int
+	HandshakeDropRate      int
+	MaxTunnelsPerIdentity  int
+	IdentityMemoryMiB      int
+	DialTimeout            time.Duration
+	ShutdownTimeout        time.Duration
 
 	MetricsListen string
 	LogFormat     string
@@ -83,6 +90,15 @@ Tokens: prefer the environment (AUTH_HARDCODED) or a file (--auth-tokens-file) o
 A tokens file has one token a line, or sha256:HEX (the token's SHA-256, as sha256sum
 prints it) so that the file need not hold the secret; # starts a comment line. The file
 is re-read when it changes; a broken edit keeps the previous tokens and is logged.
+
+Limits: a client's tunnel has at most --max-streams streams. One token (or OAuth subject)
+has at most --max-tunnels-per-identity tunnels and --identity-memory MiB: each tunnel
+reserves 3 MiB of it and each stream 2.6 MiB (the most they can make the server hold: with
+the defaults, 80 to 98 streams at once); past it new streams are refused with "limit".
+Clients that share one token share these limits. A connection must begin TLS within
+--first-byte-timeout and be authenticated within --handshake-timeout; at most
+--max-handshakes-per-source of them from one address, and --max-handshakes in all, may be
+in their handshake at once, with random drops from --handshake-drop-start on.
 
 WebSocket: clients whose PROXY_HOST is wss://HOST[:PORT]/PATH reach the same --listen
 (an HTTP upgrade at --ws-path, default /tunnel), which gets them through front ends that
@@ -144,6 +160,12 @@ func serveCommand(io IO) *cli.Command {
 			&cli.IntFlag{Name: "max-streams", Value: proxyserver.DefaultMaxStreams, Usage: "`N` streams one tunnel may have open at once (each may buffer 1 MiB of upload)"},
 			&cli.IntFlag{Name: "max-handshakes", Value: proxyserver.DefaultMaxHandshakes, Usage: "`N` connections that may be in their handshake at once; more are closed at accept"},
 			&cli.DurationFlag{Name: "handshake-timeout", Value: proxyserver.DefaultHandshakeTimeout, Usage: "`DURATION` a client has from connecting to being authenticated"},
+			&cli.DurationFlag{Name: "first-byte-timeout", Value: proxyserver.DefaultFirstByteTimeout, Usage: "`DURATION` a new connection may stay silent before its TLS handshake begins"},
+			&cli.IntFlag{Name: "max-handshakes-per-source", Value: proxyserver.DefaultMaxHandshakesPerSource, Usage: "`N` connections from one address (IPv6: one /64) that may be in their handshake at once; more are closed at accept"},
+			&cli.IntFlag{Name: "handshake-drop-start", Usage: "from `N` handshakes in progress on, close new connections at random, more often as --max-handshakes nears (sshd's MaxStartups); --max-handshakes turns it off", DefaultText: "half of --max-handshakes"},
+			&cli.IntFlag{Name: "handshake-drop-rate", Value: proxyserver.DefaultHandshakeDropRate, Usage: "the chance in `PERCENT` of such a drop at --handshake-drop-start, rising to 100 at --max-handshakes"},
+			&cli.IntFlag{Name: "max-tunnels-per-identity", Value: proxyserver.DefaultMaxTunnelsPerIdentity, Usage: "`N` tunnels one token (or OAuth subject) may have open at once; clients that share a token share it"},
+			&cli.IntFlag{Name: "identity-memory", Value: proxyserver.DefaultIdentityMemory >> 20, Usage: "memory budget of one token (or OAuth subject) in `MIB`: streams that would take it further are refused"},
 			&cli.DurationFlag{Name: "dial-timeout", Value: proxyserver.DefaultDialTimeout, Usage: "`DURATION` to resolve and connect to a target"},
 			&cli.DurationFlag{Name: "shutdown-timeout", Value: 30 * time.Second, Usage: "on SIGINT/SIGTERM, the `DURATION` open streams get to finish"},
 			&cli.StringFlag{Name: "metrics-listen", Usage: "serve Prometheus metrics on http://`ADDR`/metrics"},
@@ -185,12 +207,19 @@ func serveOptionsFrom(c *cli.Context, io IO) (*ServeOptions, error) {
 		MaxStreams:       c.Int("max-streams"),
 		MaxHandshakes:    c.Int("max-handshakes"),
 		HandshakeTimeout: c.Duration("handshake-timeout"),
-		DialTimeout:      c.Duration("dial-timeout"),
-		ShutdownTimeout:  c.Duration("shutdown-timeout"),
-		MetricsListen:    c.String("metrics-listen"),
-		LogFormat:        c.String("log-format"),
-		WSPath:           c.String("ws-path"),
-		WSListen:         c.String("ws-listen"),
+
+		FirstByteTimeout:       c.Duration("first-byte-timeout"),
+		MaxHandshakesPerSource: c.Int("max-handshakes-per-source"),
+		HandshakeDropStart:     c.Int("handshake-drop-start"),
+		HandshakeDropRate:      c.Int("handshake-drop-rate"),
+		MaxTunnelsPerIdentity:  c.Int("max-tunnels-per-identity"),
+		IdentityMemoryMiB:      c.Int("identity-memory"),
+		DialTimeout:            c.Duration("dial-timeout"),
+		ShutdownTimeout:        c.Duration("shutdown-timeout"),
+		MetricsListen:          c.String("metrics-listen"),
+		LogFormat:              c.String("log-format"),
+		WSPath:                 c.String("ws-path"),
+		WSListen:               c.String("ws-listen"),
 	}
 	if err := checkWebSocketFlags(c, o); err != nil {
 		return nil, err
@@ -227,6 +256,18 @@ func serveOptionsFrom(c *cli.Context, io IO) (*ServeOptions, error) {
 		return nil, usageError("--handshake-timeout %v: want a positive duration such as 10s", o.HandshakeTimeout)
 	case o.DialTimeout <= 0:
 		return nil, usageError("--dial-timeout %v: want a positive duration such as 10s", o.DialTimeout)
+	case o.FirstByteTimeout <= 0:
+		return nil, usageError("--first-byte-timeout %v: want a positive duration such as 5s", o.FirstByteTimeout)
+	case o.MaxHandshakesPerSource < 1:
+		return nil, usageError("--max-handshakes-per-source %d: want 1 or more", o.MaxHandshakesPerSource)
+	case c.IsSet("handshake-drop-start") && (o.HandshakeDropStart < 1 || o.HandshakeDropStart > o.MaxHandshakes):
+		return nil, usageError("--handshake-drop-start %d: want 1 to --max-handshakes (%d)", o.HandshakeDropStart, o.MaxHandshakes)
+	case o.HandshakeDropRate < 1 || o.HandshakeDropRate > 100:
+		return nil, usageError("--handshake-drop-rate %d: want a percentage from 1 to 100", o.HandshakeDropRate)
+	case o.MaxTunnelsPerIdentity < 1:
+		return nil, usageError("--max-tunnels-per-identity %d: want 1 or more", o.MaxTunnelsPerIdentity)
+	case o.IdentityMemoryMiB < 1:
+		return nil, usageError("--identity-memory %d: want 1 (MiB) or more", o.IdentityMemoryMiB)
 	case o.ShutdownTimeout < 0:
 		return nil, usageError("--shutdown-timeout %v: want 0 or a positive duration", o.ShutdownTimeout)
 	}
@@ -416,7 +457,14 @@ func runServe(ctx context.Context, o *ServeOptions) error {
 		MaxHandshakes:     o.MaxHandshakes,
 		WebSocketPath:     o.WSPath,
 		Logger:            logger,
-		Metrics:           reg,
+
+		FirstByteTimeout:       o.FirstByteTimeout,
+		MaxHandshakesPerSource: o.MaxHandshakesPerSource,
+		HandshakeDropStart:     o.HandshakeDropStart,
+		HandshakeDropRate:      o.HandshakeDropRate,
+		MaxTunnelsPerIdentity:  o.MaxTunnelsPerIdentity,
+		IdentityMemory:         int64(o.IdentityMemoryMiB) << 20,
+		Metrics:                reg,
 	})
 	if err != nil {
 		return exitCode(ExitUsage, err)

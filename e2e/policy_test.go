@@ -10,21 +10,20 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/yamux"
-	"golang.org/x/sys/unix"
 
 	"github.com/tessel/tessel-proxy/internal/syncbuf"
+	"github.com/tessel/tessel-proxy/internal/testnetns"
 	"github.com/tessel/tessel-proxy/wire"
 )
 
 // TestDefaultServerRefusesSpecialPurposeRanges runs a default `serve` (no --dev, no
 // --allow) in a network namespace of its own that has loopback only, and asks it, as a
-// client speaking wire/spec.md, for a target in each range that issue 9 found relayed, and
+// client speaking wire/spec.md, for a target in each range that a review found relayed, and
 // in others the IANA registries call not globally reachable. Each must be refused by the
 // policy (StatusDenied). A range wrongly allowed fails locally: the server's dial finds no
 // route (StatusUnreachable) and nothing leaves the machine. Two controls show the test can
@@ -68,7 +67,7 @@ func TestDefaultServerRefusesSpecialPurposeRanges(t *testing.T) {
 	}
 
 	deny := []string{
-		// Found relayed by a default server (issue 9).
+		// Found relayed by a default server (in a review).
 		"192.0.0.1", "198.18.0.1", "198.19.255.254", "192.0.2.1", "198.51.100.1", "203.0.113.1", "2001:db8::1",
 		// Others not globally reachable, and what the old list already refused.
 		"192.0.0.8", "192.88.99.1", "240.0.0.1", "2001:2::1", "3fff::1", "100::1", "64:ff9b::c000:201",
@@ -103,34 +102,17 @@ func TestDefaultServerRefusesSpecialPurposeRanges(t *testing.T) {
 // nsTunnel connects from inside ns to addr, authenticates and starts a yamux session.
 func nsTunnel(t *testing.T, ns, addr string, roots *x509.CertPool, token string) *yamux.Session {
 	t.Helper()
-	type result struct {
-		conn net.Conn
-		err  error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		// Never unlocked: the thread, moved into ns, ends with this goroutine. The socket
-		// stays in ns.
-		runtime.LockOSThread()
-		fd, err := unix.Open("/run/netns/"+ns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			ch <- result{err: err}
-			return
-		}
-		defer unix.Close(fd)
-		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
-			ch <- result{err: err}
-			return
-		}
-		c, err := net.DialTimeout("tcp", addr, 10*time.Second)
-		ch <- result{c, err}
-	}()
-	r := <-ch
-	if r.err != nil {
-		t.Fatalf("connect to %s in %s: %v", addr, ns, r.err)
+	// The socket stays in ns.
+	var raw net.Conn
+	err := testnetns.Do(ns, func() (err error) {
+		raw, err = net.DialTimeout("tcp", addr, 10*time.Second)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("connect to %s in %s: %v", addr, ns, err)
 	}
 	host, _, _ := strings.Cut(addr, ":")
-	conn := tls.Client(r.conn, &tls.Config{RootCAs: roots, ServerName: host, MinVersion: tls.VersionTLS12})
+	conn := tls.Client(raw, &tls.Config{RootCAs: roots, ServerName: host, MinVersion: tls.VersionTLS12})
 	t.Cleanup(func() { conn.Close() })
 	_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
 	if err := wire.WriteHello(conn, wire.Hello{Version: wire.Version, Token: token}); err != nil {

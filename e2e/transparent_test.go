@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -21,8 +20,8 @@ import (
 
 	"github.com/tessel/tessel-proxy/internal/syncbuf"
 	"github.com/tessel/tessel-proxy/internal/testcert"
+	"github.com/tessel/tessel-proxy/internal/testpty"
 	"golang.org/x/net/dns/dnsmessage"
-	"golang.org/x/sys/unix"
 )
 
 // targetName is the name of the target in the transparent-mode tests. Only the proxy
@@ -608,27 +607,6 @@ func TestTransparentKeepsDirectorySignalsAndStatus(t *testing.T) {
 	}
 }
 
-// openPTY returns the two ends of a new pseudo-terminal.
-func openPTY(t *testing.T) (master, slave *os.File) {
-	t.Helper()
-	master, err := os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY, 0)
-	if err != nil {
-		t.Fatalf("open /dev/ptmx (this test needs pseudo-terminals): %v", err)
-	}
-	if err := unix.IoctlSetPointerInt(int(master.Fd()), unix.TIOCSPTLCK, 0); err != nil {
-		t.Fatal(err)
-	}
-	n, err := unix.IoctlGetInt(int(master.Fd()), unix.TIOCGPTN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	slave, err = os.OpenFile("/dev/pts/"+strconv.Itoa(n), os.O_RDWR|syscall.O_NOCTTY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return master, slave
-}
-
 // TestTransparentTerminal: in transparent mode the program still has run's terminal, and a
 // Ctrl-C on it reaches the program once, as in plain run.
 func TestTransparentTerminal(t *testing.T) {
@@ -636,59 +614,19 @@ func TestTransparentTerminal(t *testing.T) {
 		t.Fatal("transparent mode as root is the case here (CI runs as root)")
 	}
 	srv := startDevServer(t)
-	master, slave := openPTY(t)
-	defer master.Close()
 	script := `tty -s && echo on-a-terminal; n=0; trap 'n=$((n+1))' INT; echo ready; while [ $n -eq 0 ]; do sleep 0.01; done; sleep 0.5; echo "count=$n"`
 	cmd := exec.Command(binary, "run", "--transparent", "--", "sh", "-c", script)
 	cmd.Env = srv.clientEnv(t)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
-	// A session of its own with the terminal as controlling terminal: run is in the
-	// terminal's foreground process group, as under an interactive shell.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	slave.Close()
-	defer cmd.Process.Kill()
-
-	output := make(chan string, 64)
-	go func() {
-		buf := make([]byte, 4096)
-		for {
-			n, err := master.Read(buf)
-			if n > 0 {
-				output <- string(buf[:n])
-			}
-			if err != nil {
-				close(output)
-				return
-			}
-		}
-	}()
-	var seen strings.Builder
-	waitFor := func(s string) {
-		t.Helper()
-		deadline := time.After(20 * time.Second)
-		for !strings.Contains(seen.String(), s) {
-			select {
-			case chunk, ok := <-output:
-				if !ok {
-					t.Fatalf("terminal closed before %q; output %q", s, seen.String())
-				}
-				seen.WriteString(chunk)
-			case <-deadline:
-				t.Fatalf("no %q on the terminal; output %q", s, seen.String())
-			}
-		}
-	}
-	waitFor("ready")
-	master.Write([]byte{3}) // Ctrl-C
-	waitFor("count=")
-	waitFor("\n")
-	if out := seen.String(); !strings.Contains(out, "on-a-terminal") || !strings.Contains(out, "count=1") {
+	// run is in the terminal's foreground process group, as under an interactive shell.
+	term := testpty.Start(t, cmd)
+	term.WaitFor("ready")
+	term.Write([]byte{3}) // Ctrl-C
+	term.WaitFor("count=")
+	term.WaitFor("\n")
+	if out := term.Output(); !strings.Contains(out, "on-a-terminal") || !strings.Contains(out, "count=1") {
 		t.Fatalf("want the terminal inside and one Ctrl-C: %q", out)
 	}
 	if err := cmd.Wait(); err != nil {
-		t.Fatalf("run exited with %v after the program ended normally; output %q", err, seen.String())
+		t.Fatalf("run exited with %v after the program ended normally; output %q", err, term.Output())
 	}
 }

@@ -28,11 +28,31 @@ const (
 	// up to HandshakeTimeout).
 	DefaultMaxHandshakes = 1024
 	// DefaultStreamWindow is the receive window the server grants each stream: 1 MiB, as
-	// Go's HTTP/2 server grants. With DefaultMaxStreams it bounds what one tunnel can make
-	// the server buffer for targets slower than the client to 256 MiB. A stream's upload
+	// Go's HTTP/2 server grants. A stream whose target reads slower than the client sends
+	// can make the server hold about twice that (yamux's buffer grows by doubling); the
+	// identity budget (IdentityMemory) bounds the sum over streams. A stream's upload
 	// runs at up to StreamWindow per round trip (1 MiB at 50 ms: about 20 MB/s); on
 	// loopback the window makes no measurable difference (BenchmarkUpload).
 	DefaultStreamWindow = 1 << 20
+
+	// DefaultFirstByteTimeout is how long a new connection may stay silent before its TLS
+	// ClientHello begins: a connection that sends nothing holds its handshake slot this
+	// long, not the whole HandshakeTimeout.
+	DefaultFirstByteTimeout = 5 * time.Second
+	// DefaultMaxHandshakesPerSource bounds the connections from one source (an IPv4
+	// address, or an IPv6 /64) in their handshake at once, so that one host cannot fill
+	// MaxHandshakes and lock every other client out.
+	DefaultMaxHandshakesPerSource = 32
+	// DefaultHandshakeDropRate is the chance, in percent, that a connection is dropped at
+	// accept once HandshakeDropStart handshakes are in progress; it rises linearly to 100
+	// at MaxHandshakes (sshd's MaxStartups start:rate:full, with start half of full).
+	DefaultHandshakeDropRate = 30
+	// DefaultMaxTunnelsPerIdentity bounds the tunnels one identity (one token, or one
+	// OAuth subject) may have open at once. Clients that share a token share the limit.
+	DefaultMaxTunnelsPerIdentity = 16
+	// DefaultIdentityMemory is the memory budget of one identity: the worst case of what
+	// its tunnels and streams can make the server hold (see Config.IdentityMemory).
+	DefaultIdentityMemory = 256 << 20
 )
 
 // Bounds of Config.StreamWindow: yamux's own minimum, and the window clients use.
@@ -92,8 +112,9 @@ type Config struct {
 	// not use it all. Default DefaultDialTimeout.
 	DialTimeout time.Duration
 
-	// MaxStreams is the number of streams one tunnel may have open at once; past it a new
-	// stream is answered with wire.StatusLimit. Default DefaultMaxStreams.
+	// MaxStreams is the number of streams one tunnel may have open at once, refused ones
+	// included until they are gone; past it a new stream is answered with
+	// wire.StatusLimit. Default DefaultMaxStreams.
 	MaxStreams int
 
 	// MaxHandshakes is the number of accepted connections that may be in their handshake
@@ -102,10 +123,41 @@ type Config struct {
 	MaxHandshakes int
 
 	// StreamWindow is the yamux receive window the server grants each stream: the most
-	// bytes it holds for a stream whose target reads slower than the client sends. A
-	// tunnel can make the server buffer up to MaxStreams × StreamWindow bytes. Default
+	// bytes the client may send ahead of a target that reads slower (the server's buffer
+	// for them can reach twice that, see IdentityMemory). Default
 	// DefaultStreamWindow; 256 KiB to 16 MiB. It overrides Mux.MaxStreamWindowSize.
 	StreamWindow int
+
+	// FirstByteTimeout bounds the time from accept to the first byte of the client's TLS
+	// handshake. Default DefaultFirstByteTimeout; HandshakeTimeout still bounds the rest.
+	FirstByteTimeout time.Duration
+
+	// MaxHandshakesPerSource is the number of connections from one source (an IPv4
+	// address, or an IPv6 /64) that may be in their handshake at once; past it a new one
+	// from that source is closed at accept. Default DefaultMaxHandshakesPerSource.
+	MaxHandshakesPerSource int
+
+	// HandshakeDropStart and HandshakeDropRate drop connections at random before
+	// MaxHandshakes is reached, as sshd's MaxStartups start:rate:full does: from
+	// HandshakeDropStart handshakes in progress on, a new connection is closed at accept
+	// with a chance of HandshakeDropRate percent, rising linearly to 100 at MaxHandshakes.
+	// Defaults: half of MaxHandshakes, and DefaultHandshakeDropRate. A start equal to
+	// MaxHandshakes turns random drops off.
+	HandshakeDropStart int
+	HandshakeDropRate  int
+
+	// MaxTunnelsPerIdentity is the number of tunnels one identity (Identity.Subject) may
+	// have open at once; past it the handshake is answered wire.StatusLimit. Default
+	// DefaultMaxTunnelsPerIdentity.
+	MaxTunnelsPerIdentity int
+
+	// IdentityMemory is the memory budget of one identity, in bytes: every tunnel and
+	// every stream reserves the most it can make the server hold (a tunnel: its TLS and
+	// yamux state and the streams yamux queues before they are accepted; a stream: twice
+	// StreamWindow, as yamux's receive buffer grows by doubling, plus two relay buffers),
+	// and a stream that would take the identity past its budget is answered
+	// wire.StatusLimit. Default DefaultIdentityMemory.
+	IdentityMemory int64
 
 	// Logger receives structured logs; tokens never appear in them. Nil: logs are dropped.
 	Logger *slog.Logger
@@ -164,6 +216,24 @@ func (c Config) withDefaults() (Config, error) {
 	if c.StreamWindow == 0 {
 		c.StreamWindow = DefaultStreamWindow
 	}
+	if c.FirstByteTimeout == 0 {
+		c.FirstByteTimeout = DefaultFirstByteTimeout
+	}
+	if c.MaxHandshakesPerSource == 0 {
+		c.MaxHandshakesPerSource = DefaultMaxHandshakesPerSource
+	}
+	if c.HandshakeDropStart == 0 {
+		c.HandshakeDropStart = max(1, c.MaxHandshakes/2)
+	}
+	if c.HandshakeDropRate == 0 {
+		c.HandshakeDropRate = DefaultHandshakeDropRate
+	}
+	if c.MaxTunnelsPerIdentity == 0 {
+		c.MaxTunnelsPerIdentity = DefaultMaxTunnelsPerIdentity
+	}
+	if c.IdentityMemory == 0 {
+		c.IdentityMemory = DefaultIdentityMemory
+	}
 	switch {
 	case c.HandshakeTimeout < 0:
 		return c, fmt.Errorf("proxyserver: HandshakeTimeout %v is negative", c.HandshakeTimeout)
@@ -173,6 +243,18 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("proxyserver: MaxStreams %d is negative", c.MaxStreams)
 	case c.MaxHandshakes < 0:
 		return c, fmt.Errorf("proxyserver: MaxHandshakes %d is negative", c.MaxHandshakes)
+	case c.FirstByteTimeout < 0:
+		return c, fmt.Errorf("proxyserver: FirstByteTimeout %v is negative", c.FirstByteTimeout)
+	case c.MaxHandshakesPerSource < 0:
+		return c, fmt.Errorf("proxyserver: MaxHandshakesPerSource %d is negative", c.MaxHandshakesPerSource)
+	case c.HandshakeDropStart < 0 || c.HandshakeDropStart > c.MaxHandshakes:
+		return c, fmt.Errorf("proxyserver: HandshakeDropStart %d outside 1..MaxHandshakes (%d)", c.HandshakeDropStart, c.MaxHandshakes)
+	case c.HandshakeDropRate < 0 || c.HandshakeDropRate > 100:
+		return c, fmt.Errorf("proxyserver: HandshakeDropRate %d outside 0..100 (percent)", c.HandshakeDropRate)
+	case c.MaxTunnelsPerIdentity < 0:
+		return c, fmt.Errorf("proxyserver: MaxTunnelsPerIdentity %d is negative", c.MaxTunnelsPerIdentity)
+	case c.IdentityMemory < 0:
+		return c, fmt.Errorf("proxyserver: IdentityMemory %d is negative", c.IdentityMemory)
 	case c.StreamWindow < minStreamWindow || c.StreamWindow > maxStreamWindow:
 		return c, fmt.Errorf("proxyserver: StreamWindow %d outside %d..%d", c.StreamWindow, minStreamWindow, maxStreamWindow)
 	}

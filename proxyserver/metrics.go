@@ -27,6 +27,9 @@ const (
 	resultBadVersion      = "bad_version"
 	resultHandshakeFailed = "handshake_failed"
 	resultHandshakeLimit  = "handshake_limit" // closed at accept: MaxHandshakes in progress
+	resultSourceLimit     = "source_limit"    // closed at accept: MaxHandshakesPerSource from its source
+	resultEarlyDrop       = "early_drop"      // closed at accept: a random drop past HandshakeDropStart
+	resultTunnelLimit     = "tunnel_limit"    // authenticated, refused: its identity's tunnels or budget
 )
 
 // Handshake stages, the label values of tessel_proxy_handshake_failures_total.
@@ -44,7 +47,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 		tunnelsTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tessel_proxy_tunnels_total",
-			Help: "Connections accepted, by how their handshake ended: ok, auth_failed, bad_version, handshake_failed, handshake_limit (closed at once: too many handshakes in progress).",
+			Help: "Connections accepted, by how their handshake ended: ok, auth_failed, bad_version, handshake_failed, handshake_limit (closed at once: too many handshakes in progress), source_limit (closed at once: too many from its source), early_drop (closed at once: a random drop as the handshakes in progress near their maximum), tunnel_limit (authenticated, but its identity has its maximum of tunnels or no budget left).",
 		}, []string{"result"}),
 		handshakeFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tessel_proxy_handshake_failures_total",
@@ -69,7 +72,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	// Label values known up front show as zero before the first event, so that a
 	// dashboard's rate() has a series to start from.
-	for _, r := range []string{resultOK, resultAuthFailed, resultBadVersion, resultHandshakeFailed, resultHandshakeLimit} {
+	for _, r := range []string{resultOK, resultAuthFailed, resultBadVersion, resultHandshakeFailed, resultHandshakeLimit,
+		resultSourceLimit, resultEarlyDrop, resultTunnelLimit} {
 		m.tunnelsTotal.WithLabelValues(r)
 	}
 	for _, s := range []string{stageTLS, stageHello, stageAuth} {

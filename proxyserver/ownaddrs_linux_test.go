@@ -9,10 +9,9 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"runtime"
 	"testing"
 
-	"golang.org/x/sys/unix"
+	"github.com/tessel/tessel-proxy/internal/testnetns"
 )
 
 // TestOwnAddressesReadsInterfaces puts an address on a dummy interface in a network
@@ -35,35 +34,19 @@ func TestOwnAddressesReadsInterfaces(t *testing.T) {
 	ip("-n", ns, "addr", "add", addr.String()+"/32", "dev", "tp-own0")
 	ip("-n", ns, "link", "set", "tp-own0", "up")
 
-	type result struct {
-		has, loopback bool
-		err           error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		// Never unlocked: the thread, in the namespace, ends with this goroutine.
-		runtime.LockOSThread()
-		fd, err := unix.Open("/run/netns/"+ns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			ch <- result{err: err}
-			return
-		}
-		defer unix.Close(fd)
-		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
-			ch <- result{err: err}
-			return
-		}
+	var has, loopback bool
+	err := testnetns.Do(ns, func() error {
 		own := newOwnAddrs(net.InterfaceAddrs, discardLogger())
-		ch <- result{has: own.has(addr), loopback: own.has(netip.MustParseAddr("127.0.0.1"))}
-	}()
-	r := <-ch
-	if r.err != nil {
-		t.Fatalf("enter namespace %s: %v", ns, r.err)
+		has, loopback = own.has(addr), own.has(netip.MustParseAddr("127.0.0.1"))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
-	if !r.has {
+	if !has {
 		t.Errorf("the server's own addresses in %s lack %v", ns, addr)
 	}
-	if r.loopback {
+	if loopback {
 		t.Errorf("127.0.0.1 listed though lo is down in %s", ns)
 	}
 }

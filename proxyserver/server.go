@@ -10,8 +10,10 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -45,22 +47,26 @@ type Server struct {
 	web       *webFront      // WebSocket tunnels (ws.go)
 	wg        sync.WaitGroup // one per tunnel goroutine
 
+	admission *admission // connections accepted and not yet authenticated
+	budgets   *budgets   // what each identity holds
+
 	lastTunnelID atomic.Uint64
-	handshaking  atomic.Int64 // connections accepted and not yet authenticated
 	limitWarned  atomic.Int64 // unix seconds of the last handshake-limit warning
 }
 
 // warnHandshakeLimit logs that connections are being dropped at MaxHandshakes, at most once
 // a minute: in a flood, one line per dropped connection would flood the log as well (the
 // metric counts every one).
-func (s *Server) warnHandshakeLimit() {
+func (s *Server) warnHandshakeLimit(result string, src netip.Prefix) {
 	now := time.Now().Unix()
 	last := s.limitWarned.Load()
 	if now-last < 60 || !s.limitWarned.CompareAndSwap(last, now) {
 		return
 	}
 	s.log.Warn("dropping new connections: too many handshakes in progress",
-		"max_handshakes", s.cfg.MaxHandshakes, "metric", `tessel_proxy_tunnels_total{result="handshake_limit"}`)
+		"in_progress", s.admission.inProgress(), "max_handshakes", s.cfg.MaxHandshakes,
+		"max_per_source", s.cfg.MaxHandshakesPerSource, "source", describeSource(src), "reason", result,
+		"metric", "tessel_proxy_tunnels_total{result=~\"handshake_limit|source_limit|early_drop\"}")
 }
 
 // New checks cfg, fills in its defaults, and registers the metrics. The server does
@@ -85,6 +91,8 @@ func New(cfg Config) (*Server, error) {
 		cancel:    cancel,
 		listeners: make(map[net.Listener]struct{}),
 		tunnels:   make(map[*tunnel]struct{}),
+		admission: newAdmission(cfg),
+		budgets:   newBudgets(cfg),
 	}
 	s.web = newWebFront(s)
 	return s, nil
@@ -130,7 +138,7 @@ func (s *Server) Serve(ln net.Listener) error {
 			continue
 		}
 		backoff = 0
-		t := s.admit(conn, sourceOfConn(conn), true)
+		t := s.admit(conn, originOfConn(conn), true)
 		if t == nil {
 			if s.isClosing() {
 				return ErrServerClosed
@@ -141,24 +149,27 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 }
 
-// admit registers a new connection from src as a tunnel in its handshake, or closes it and
-// returns nil when a limit says no or the server is closing. needTLS says whether conn is
-// the raw connection from a TLS listener (else a WebSocket, TLS done in front).
-func (s *Server) admit(conn net.Conn, src source, needTLS bool) *tunnel {
-	if s.handshaking.Load() >= int64(s.cfg.MaxHandshakes) {
-		// Past the limit a connection costs nothing but this: a flood of clients that
-		// never authenticate cannot hold more than MaxHandshakes handshakes' worth.
-		s.m.tunnelsTotal.WithLabelValues(resultHandshakeLimit).Inc()
-		s.warnHandshakeLimit()
+// admit registers a new connection from origin as a tunnel in its handshake, or closes it
+// and returns nil when admission says no (too many handshakes in all, or from its source) or
+// the server is closing. needTLS says whether conn is the raw connection from a TLS listener
+// (else a WebSocket, TLS done in front).
+func (s *Server) admit(conn net.Conn, origin clientOrigin, needTLS bool) *tunnel {
+	src := sourceOf(origin.Addr)
+	if ok, result := s.admission.admit(src); !ok {
+		// Dropped here a connection costs nothing but this: a flood of clients that never
+		// authenticate cannot hold more than MaxHandshakes handshakes' worth, nor one
+		// source more than MaxHandshakesPerSource of them.
+		s.m.tunnelsTotal.WithLabelValues(result).Inc()
+		s.warnHandshakeLimit(result, src)
 		conn.Close()
 		return nil
 	}
-	s.handshaking.Add(1)
 	t := &tunnel{
 		s:       s,
 		id:      s.lastTunnelID.Add(1),
 		raw:     conn,
-		src:     src,
+		origin:  origin,
+		source:  src,
 		needTLS: needTLS,
 		targets: make(map[net.Conn]struct{}),
 	}
@@ -166,7 +177,7 @@ func (s *Server) admit(conn net.Conn, src source, needTLS bool) *tunnel {
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
-		s.handshaking.Add(-1)
+		s.admission.done(src)
 		conn.Close()
 		return nil
 	}
@@ -267,14 +278,18 @@ func (s *Server) Close() error {
 
 // tunnel is one client connection, from accept to close.
 type tunnel struct {
-	s   *Server
-	id  uint64
-	raw net.Conn
-	log *slog.Logger
-	src source // who it comes from, for logs and per-source limits
+	s      *Server
+	id     uint64
+	raw    net.Conn
+	origin clientOrigin // who it comes from, for logs: the peer, or the client a trusted reverse proxy names
+	source netip.Prefix // what admission and the auth throttle count it against (sourceOf its origin)
+	log    *slog.Logger
 
 	needTLS   bool // raw is from a TLS listener: the handshake starts with TLS
-	handedOff bool // raw turned out to carry HTTP and went to the WebSocket endpoint
+	handedOff bool // raw turned out to carry HTTP and went to the WebSocket endpoint (ws.go)
+
+	mux *muxconn.Conn // under session; set before session
+	use *identityUse  // its identity's budget; set before session
 
 	mu       sync.Mutex
 	session  *yamux.Session // nil until authenticated
@@ -303,10 +318,18 @@ func (t *tunnel) drain() {
 	t.goAway(sess)
 }
 
+// goAway sends sess a GoAway without waiting for it to leave: behind a client that stopped
+// reading it would wait for yamux's write timeout, and Shutdown drains every tunnel in turn.
 func (t *tunnel) goAway(sess *yamux.Session) {
-	if err := sess.GoAway(); err != nil && !errors.Is(err, yamux.ErrSessionShutdown) {
-		t.log.Debug("send GoAway", "err", err)
-	}
+	// yamux resets the streams a client opens from now on without queuing them for accept.
+	t.mux.SetAcceptQueue(0)
+	t.s.wg.Add(1)
+	go func() {
+		defer t.s.wg.Done()
+		if err := sess.GoAway(); err != nil && !errors.Is(err, yamux.ErrSessionShutdown) {
+			t.log.Debug("send GoAway", "err", err)
+		}
+	}()
 }
 
 func (t *tunnel) idle() bool {
@@ -345,18 +368,22 @@ func (t *tunnel) serve() {
 		s.wg.Done()
 	}()
 	start := time.Now()
-	remote := t.src.Remote
+	remote := t.origin.Remote
 
-	ident, conn, ok := t.handshake(start.Add(s.cfg.HandshakeTimeout), remote)
+	ident, conn, use, ok := t.handshake(start, remote)
 	if t.handedOff {
-		return // the connection and its handshake slot now belong to the HTTP server
+		return // the connection and its admission slot now belong to the HTTP server
 	}
-	s.handshaking.Add(-1)
+	s.admission.done(t.source)
 	if !ok {
 		t.raw.Close()
 		return
 	}
-	sess, err := yamux.Server(muxconn.NewConn(conn), s.cfg.Mux)
+	defer s.budgets.closeTunnel(use)
+	t.use = use
+	t.mux = muxconn.NewConn(conn)
+	t.mux.SetAcceptQueue(acceptQueue)
+	sess, err := yamux.Server(t.mux, s.cfg.Mux)
 	if err != nil {
 		t.log.Error("start yamux session", "err", err)
 		t.raw.Close()
@@ -395,6 +422,7 @@ func (t *tunnel) serve() {
 		if err != nil {
 			break
 		}
+		t.mux.Accepted()
 		total++
 		t.startStream(stream)
 	}
@@ -406,24 +434,46 @@ func (t *tunnel) serve() {
 	log.Info("tunnel closed", "streams", total, "duration", time.Since(start).Round(time.Millisecond))
 }
 
-// handshake runs TLS, reads the Hello and authenticates it, all before deadline. On success
-// it has answered ok and returns the TLS connection on which the yamux session starts.
-func (t *tunnel) handshake(deadline time.Time, remote string) (Identity, net.Conn, bool) {
+// handshake runs TLS, reads the Hello and authenticates it, all within HandshakeTimeout of
+// start, the first byte within FirstByteTimeout. On success it has reserved the tunnel in
+// its identity's budget, answered ok, and returns the TLS connection on which the yamux
+// session starts.
+func (t *tunnel) handshake(start time.Time, remote string) (Identity, net.Conn, *identityUse, bool) {
 	s := t.s
-	fail := func(result, stage string) (Identity, net.Conn, bool) {
+	fail := func(result, stage string) (Identity, net.Conn, *identityUse, bool) {
 		s.m.tunnelsTotal.WithLabelValues(result).Inc()
 		s.m.handshakeFailures.WithLabelValues(stage).Inc()
-		return Identity{}, nil, false
+		return Identity{}, nil, nil, false
 	}
-	if err := t.raw.SetDeadline(deadline); err != nil {
-		return fail(resultHandshakeFailed, stageTLS)
-	}
+	deadline := start.Add(s.cfg.HandshakeTimeout)
 	ctx, cancel := context.WithDeadline(s.ctx, deadline)
 	defer cancel()
 
 	conn := t.raw
-	if t.needTLS {
-		tc := tls.Server(t.raw, s.cfg.TLS)
+	if !t.needTLS {
+		// A WebSocket, upgraded in front (ws.go): TLS is done, the Hello comes next.
+		if err := t.raw.SetDeadline(deadline); err != nil {
+			return fail(resultHandshakeFailed, stageHello)
+		}
+	} else {
+		// A connection that sends nothing gives up its place sooner than one that is slow
+		// to finish a handshake it began.
+		firstByte := start.Add(s.cfg.FirstByteTimeout)
+		if deadline.Before(firstByte) {
+			firstByte = deadline
+		}
+		if err := t.raw.SetDeadline(firstByte); err != nil {
+			return fail(resultHandshakeFailed, stageTLS)
+		}
+		var first [1]byte
+		if _, err := io.ReadFull(t.raw, first[:]); err != nil {
+			t.log.Debug("no TLS handshake began", "remote", remote, "err", err)
+			return fail(resultHandshakeFailed, stageTLS)
+		}
+		if err := t.raw.SetDeadline(deadline); err != nil {
+			return fail(resultHandshakeFailed, stageTLS)
+		}
+		tc := tls.Server(&prefixedConn{Conn: t.raw, prefix: first[:]}, s.cfg.TLS)
 		if err := tc.HandshakeContext(ctx); err != nil {
 			t.log.Debug("TLS handshake failed", "remote", remote, "err", err)
 			return fail(resultHandshakeFailed, stageTLS)
@@ -432,9 +482,9 @@ func (t *tunnel) handshake(deadline time.Time, remote string) (Identity, net.Con
 		if conn, isHTTP = sniffHTTP(tc); isHTTP {
 			// A WebSocket upgrade (ws.go): the HTTP server takes the connection, which
 			// comes back as a tunnel once upgraded.
-			if t.raw.SetDeadline(time.Time{}) == nil && s.web.handOver(conn) {
+			if t.raw.SetDeadline(time.Time{}) == nil && s.web.handOver(conn, t.source) {
 				t.handedOff = true
-				return Identity{}, nil, false
+				return Identity{}, nil, nil, false
 			}
 			return fail(resultHandshakeFailed, stageHello)
 		}
@@ -452,7 +502,7 @@ func (t *tunnel) handshake(deadline time.Time, remote string) (Identity, net.Con
 		return fail(resultBadVersion, stageHello)
 	}
 	// A source that failed too often waits for its turn, or is refused unchecked.
-	src := sourceOf(t.src.Addr)
+	src := t.source
 	if err := s.throttle.wait(ctx, src); err != nil {
 		if errors.As(err, new(*throttledError)) {
 			_ = wire.WriteReply(conn, wire.Reply{Status: wire.StatusAuthFailed, Message: err.Error()})
@@ -472,14 +522,39 @@ func (t *tunnel) handshake(deadline time.Time, remote string) (Identity, net.Con
 		_ = wire.WriteReply(conn, wire.Reply{Status: wire.StatusAuthFailed, Message: "token expired: log in again"})
 		return fail(resultAuthFailed, stageAuth)
 	}
+	use, why := s.budgets.openTunnel(ident.Subject)
+	if use == nil {
+		t.log.Warn("tunnel refused", "remote", remote, "subject", ident.Subject, "reason", why)
+		_ = wire.WriteReply(conn, wire.Reply{Status: wire.StatusLimit, Message: why})
+		s.m.tunnelsTotal.WithLabelValues(resultTunnelLimit).Inc()
+		return Identity{}, nil, nil, false
+	}
 	// Counted before the reply, so that whoever sees the ok also sees it counted.
 	s.m.tunnelsTotal.WithLabelValues(resultOK).Inc()
 	if err := wire.WriteReply(conn, wire.Reply{Status: wire.StatusOK}); err != nil {
 		t.log.Info("client left during the handshake", "remote", remote, "err", err)
-		return Identity{}, nil, false
+		s.budgets.closeTunnel(use)
+		return Identity{}, nil, nil, false
 	}
 	if err := t.raw.SetDeadline(time.Time{}); err != nil {
-		return Identity{}, nil, false
+		s.budgets.closeTunnel(use)
+		return Identity{}, nil, nil, false
 	}
-	return ident, conn, true
+	return ident, conn, use, true
+}
+
+// prefixedConn hands out prefix before what its connection reads: bytes read already, to see
+// that a client began its TLS handshake, or (after TLS) whether it speaks HTTP (ws.go).
+type prefixedConn struct {
+	net.Conn
+	prefix []byte
+}
+
+func (c *prefixedConn) Read(p []byte) (int, error) {
+	if len(c.prefix) > 0 {
+		n := copy(p, c.prefix)
+		c.prefix = c.prefix[n:]
+		return n, nil
+	}
+	return c.Conn.Read(p)
 }

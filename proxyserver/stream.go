@@ -18,29 +18,38 @@ import (
 )
 
 // startStream hands a newly accepted stream to its own goroutine, or refuses it with
-// StatusLimit when the tunnel has MaxStreams streams already.
+// StatusLimit when the tunnel has MaxStreams streams already or its identity's budget has
+// no room for another. Every stream counts against both until it is gone, refused ones
+// included.
 func (t *tunnel) startStream(stream *yamux.Stream) {
 	t.mu.Lock()
 	overLimit := t.streams >= t.s.cfg.MaxStreams
 	if !overLimit {
 		t.streams++
 	}
-	t.streamWG.Add(1)
 	t.mu.Unlock()
+	var why string
 	if overLimit {
-		go func() {
-			defer t.streamWG.Done()
-			t.s.m.streamsTotal.WithLabelValues(statusLabel(wire.StatusLimit)).Inc()
-			t.log.Warn("stream refused", "stream", stream.StreamID(), "status", statusLabel(wire.StatusLimit), "max_streams", t.s.cfg.MaxStreams)
-			_ = wire.WriteReply(stream, wire.Reply{Status: wire.StatusLimit,
-				Message: fmt.Sprintf("this tunnel has %d streams open, the server's maximum", t.s.cfg.MaxStreams)})
-			stream.Close()
-		}()
+		why = fmt.Sprintf("this tunnel has %d streams open, the server's maximum", t.s.cfg.MaxStreams)
+	} else if why = t.s.budgets.reserveStream(t.use); why != "" {
+		t.mu.Lock()
+		t.streams--
+		t.mu.Unlock()
+	}
+	if why != "" {
+		// Answered here, in the accept loop, one at a time: however fast a client opens
+		// streams past the limits, the server holds one of them, plus the few that
+		// muxconn lets yamux queue.
+		t.s.m.streamsTotal.WithLabelValues(statusLabel(wire.StatusLimit)).Inc()
+		t.log.Warn("stream refused", "stream", stream.StreamID(), "status", statusLabel(wire.StatusLimit), "reason", why)
+		t.refuse(stream, wire.Reply{Status: wire.StatusLimit, Message: why})
 		return
 	}
 	t.s.m.streamsOpen.Inc()
+	t.streamWG.Add(1)
 	go func() {
 		defer func() {
+			t.s.budgets.releaseStream(t.use)
 			t.s.m.streamsOpen.Dec()
 			t.mu.Lock()
 			t.streams--
@@ -51,6 +60,23 @@ func (t *tunnel) startStream(stream *yamux.Stream) {
 	}()
 }
 
+// refuse answers stream with reply, closes it, and drops it from the session at once,
+// with whatever the client sent on it: yamux would keep a stream the client does not close
+// in turn, receive buffer and all, for StreamCloseTimeout.
+func (t *tunnel) refuse(stream *yamux.Stream, reply wire.Reply) {
+	// A client that does not read its replies gets no more time than it has for a request.
+	_ = stream.SetWriteDeadline(time.Now().Add(t.s.cfg.HandshakeTimeout))
+	_ = wire.WriteReply(stream, reply)
+	t.drop(stream)
+}
+
+// drop closes stream (the client gets a FIN after what was written) and drops it from the
+// session.
+func (t *tunnel) drop(stream *yamux.Stream) {
+	stream.Close()
+	t.mux.ResetStream(stream.StreamID())
+}
+
 // serveStream reads the stream's request, dials the target, answers, and relays.
 func (t *tunnel) serveStream(stream *yamux.Stream) {
 	s := t.s
@@ -59,8 +85,7 @@ func (t *tunnel) serveStream(stream *yamux.Stream) {
 	refuse := func(status wire.Status, target string, err error) {
 		s.m.streamsTotal.WithLabelValues(statusLabel(status)).Inc()
 		log.Info("stream refused", "target", target, "status", statusLabel(status), "err", err)
-		_ = wire.WriteReply(stream, wire.Reply{Status: status, Message: replyMessage(err)})
-		stream.Close()
+		t.refuse(stream, wire.Reply{Status: status, Message: replyMessage(err)})
 	}
 
 	_ = stream.SetReadDeadline(start.Add(s.cfg.HandshakeTimeout))
@@ -72,7 +97,7 @@ func (t *tunnel) serveStream(stream *yamux.Stream) {
 		}
 		// The client went away or never sent a request: nobody to answer.
 		log.Debug("stream request not read", "err", err)
-		stream.Close()
+		t.drop(stream)
 		return
 	}
 	if req.Version != wire.Version {
@@ -100,7 +125,7 @@ func (t *tunnel) serveStream(stream *yamux.Stream) {
 	s.m.streamsTotal.WithLabelValues(statusLabel(wire.StatusOK)).Inc()
 	if err := wire.WriteReply(stream, wire.Reply{Status: wire.StatusOK}); err != nil {
 		conn.Close()
-		stream.Close()
+		t.drop(stream)
 		return
 	}
 	log.Debug("stream open", "target", target, "kind", req.Kind.String(), "addr", conn.RemoteAddr().String())

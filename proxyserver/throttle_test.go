@@ -34,7 +34,7 @@ func (h *harness) handshakeFrom(local netip.Addr, token string) (wire.Reply, err
 	return wire.ReadReply(conn)
 }
 
-// TestFailedAuthenticationIsThrottledPerSource replays the attack of issue 9: wrong tokens,
+// TestFailedAuthenticationIsThrottledPerSource replays the attack a review found: wrong tokens,
 // one after the other, from 127.0.0.1 (2,000 took 4.5 s and wrote 2,000 WARN lines), while a
 // client with the right token authenticates from 127.0.0.2. The attacker gets a handful of
 // tokens checked in the time it used to get hundreds, the log gets a handful of lines, and
@@ -86,7 +86,7 @@ func TestFailedAuthenticationIsThrottledPerSource(t *testing.T) {
 	stop.Store(true)
 	wg.Wait()
 
-	t.Logf("attacker (sequential, one source): %d wrong tokens answered in %v (%.1f/s), %d checked, %d refused unchecked; issue 9 measured 2,000 in 4.5 s (444/s)",
+	t.Logf("attacker (sequential, one source): %d wrong tokens answered in %v (%.1f/s), %d checked, %d refused unchecked; the review measured 2,000 in 4.5 s (444/s)",
 		answered, elapsed.Round(time.Millisecond), float64(answered)/elapsed.Seconds(), refused, throttled)
 	t.Logf("good client from another source: %d handshakes during the attack, median %v (alone: %v)",
 		len(goodTimes), median(goodTimes), median(baseline))

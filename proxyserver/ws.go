@@ -20,28 +20,28 @@ import (
 // Config.WebSocketPath says otherwise.
 const DefaultWebSocketPath = wire.DefaultWebSocketPath
 
-// source is where a tunnel comes from, for logs and per-source limits: the TCP peer, or,
-// for a WebSocket through a trusted reverse proxy, the client that proxy names in
-// X-Forwarded-For.
-type source struct {
+// clientOrigin is where a tunnel comes from, for logs and (through sourceOf) the per-source
+// limits: the TCP peer, or, for a WebSocket through a trusted reverse proxy, the client that
+// proxy names in X-Forwarded-For.
+type clientOrigin struct {
 	Addr   netip.Addr // the client
 	Remote string     // as logs show it: "203.0.113.5:40522", or "203.0.113.5 via 127.0.0.1:40522"
 }
 
-// sourceOfConn is the source of a connection accepted directly from the client.
-func sourceOfConn(c net.Conn) source {
+// originOfConn is the origin of a connection accepted directly from the client.
+func originOfConn(c net.Conn) clientOrigin {
 	remote := c.RemoteAddr().String()
 	ap, _ := netip.ParseAddrPort(remote)
-	return source{Addr: ap.Addr().Unmap(), Remote: remote}
+	return clientOrigin{Addr: ap.Addr().Unmap(), Remote: remote}
 }
 
-// sourceOfRequest is the source of a WebSocket request. X-Forwarded-For is believed only
+// originOfRequest is the origin of a WebSocket request. X-Forwarded-For is believed only
 // when the peer is a trusted reverse proxy, and then only its last entry: the one that
 // proxy added; the ones before it are whatever the client claimed.
-func sourceOfRequest(r *http.Request, trusted []netip.Prefix) source {
+func originOfRequest(r *http.Request, trusted []netip.Prefix) clientOrigin {
 	ap, _ := netip.ParseAddrPort(r.RemoteAddr)
 	peer := ap.Addr().Unmap()
-	src := source{Addr: peer, Remote: r.RemoteAddr}
+	src := clientOrigin{Addr: peer, Remote: r.RemoteAddr}
 	if !inPrefixes(peer, trusted) {
 		return src
 	}
@@ -61,7 +61,7 @@ func sourceOfRequest(r *http.Request, trusted []netip.Prefix) source {
 		client = withPort.Addr()
 	}
 	client = client.Unmap()
-	return source{Addr: client, Remote: client.String() + " via " + r.RemoteAddr}
+	return clientOrigin{Addr: client, Remote: client.String() + " via " + r.RemoteAddr}
 }
 
 func inPrefixes(a netip.Addr, ps []netip.Prefix) bool {
@@ -126,9 +126,10 @@ func (w *webFront) httpServer(trusted []netip.Prefix) *http.Server {
 }
 
 // handOver gives the HTTP server a connection from a TLS listener whose first bytes were an
-// HTTP request line. The connection keeps its handshake slot until it is upgraded or closed.
-// It reports false when the server is closing (the caller closes the connection).
-func (w *webFront) handOver(c net.Conn) bool {
+// HTTP request line. The connection keeps its admission slot (counted against src) until it
+// is upgraded or closed. It reports false when the server is closing (the caller closes the
+// connection).
+func (w *webFront) handOver(c net.Conn, src netip.Prefix) bool {
 	s := w.s
 	w.mu.Lock()
 	start := !w.started
@@ -151,7 +152,7 @@ func (w *webFront) handOver(c net.Conn) bool {
 			srv.Serve(&chanListener{conns: w.conns, done: w.done})
 		}()
 	}
-	hc := &handedConn{Conn: c, release: sync.OnceFunc(func() { s.handshaking.Add(-1) })}
+	hc := &handedConn{Conn: c, release: sync.OnceFunc(func() { s.admission.done(src) })}
 	select {
 	case w.conns <- hc:
 		return true
@@ -186,7 +187,7 @@ func (w *webFront) handler(trusted []netip.Prefix) http.Handler {
 			http.Error(rw, "tessel-proxy: no tunnel endpoint at this path", http.StatusNotFound)
 			return
 		}
-		src := sourceOfRequest(r, trusted)
+		src := originOfRequest(r, trusted)
 		ws, err := websocket.Accept(rw, r, &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled})
 		if err != nil {
 			// Accept has answered (426, 403 for a foreign Origin, ...).
@@ -246,27 +247,12 @@ func (s *Server) ServeWebSocket(ln net.Listener, trusted []netip.Prefix) error {
 func sniffHTTP(c net.Conn) (net.Conn, bool) {
 	var head [4]byte
 	n, err := io.ReadFull(c, head[:])
-	pc := &prefixConn{Conn: c, prefix: head[:n]}
+	pc := &prefixedConn{Conn: c, prefix: head[:n]}
 	return pc, err == nil && string(head[:]) == "GET "
 }
 
-// prefixConn is a connection whose first bytes were read already.
-type prefixConn struct {
-	net.Conn
-	prefix []byte
-}
-
-func (c *prefixConn) Read(p []byte) (int, error) {
-	if len(c.prefix) > 0 {
-		n := copy(p, c.prefix)
-		c.prefix = c.prefix[n:]
-		return n, nil
-	}
-	return c.Conn.Read(p)
-}
-
 // handedConn is a connection handed from a TLS listener to the HTTP server; release frees
-// its handshake slot.
+// its admission slot.
 type handedConn struct {
 	net.Conn
 	release func()

@@ -20,7 +20,7 @@ import (
 	"github.com/tessel/tessel-proxy/wire"
 )
 
-func TestSourceOfRequest(t *testing.T) {
+func TestOriginOfRequest(t *testing.T) {
 	loopback := DefaultTrustedProxies()
 	tests := []struct {
 		name    string
@@ -45,7 +45,7 @@ func TestSourceOfRequest(t *testing.T) {
 			for _, v := range tt.xff {
 				r.Header.Add("X-Forwarded-For", v)
 			}
-			got := sourceOfRequest(r, tt.trusted)
+			got := originOfRequest(r, tt.trusted)
 			if got.Addr.String() != tt.want || got.Remote != tt.remote {
 				t.Errorf("got %s %q, want %s %q", got.Addr, got.Remote, tt.want, tt.remote)
 			}
@@ -167,9 +167,9 @@ func TestTLSListenerAnswersHTTP(t *testing.T) {
 		t.Fatal(err)
 	}
 	echoOver(t, sess)
-	for deadline := time.Now().Add(10 * time.Second); h.srv.handshaking.Load() != 0; time.Sleep(5 * time.Millisecond) {
+	for deadline := time.Now().Add(10 * time.Second); h.srv.admission.inProgress() != 0; time.Sleep(5 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d handshakes still counted after the upgrade", h.srv.handshaking.Load())
+			t.Fatalf("%d handshakes still counted after the upgrade", h.srv.admission.inProgress())
 		}
 	}
 }

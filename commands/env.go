@@ -264,15 +264,13 @@ Examples:
 	}
 }
 
-const maskedValue = "********"
-
 func envListCommand(io IO) *cli.Command {
 	return &cli.Command{
 		Name:  "list",
 		Usage: "print the variables in a device's env file",
 		Description: `Prints KEY=VALUE lines in dotenv syntax (values quoted where needed), sorted.
-PROXY_TOKEN and TM_API_KEY are masked unless --show-secrets is given; --shell leaves
-them out instead, so that its output can be eval'd safely. Only what the file holds is
+PROXY_TOKEN and TM_API_KEY, and the password in PROXY_VIA, are masked unless
+--show-secrets is given; --shell leaves them out instead, so that its output can be eval'd safely. Only what the file holds is
 shown; tessel-proxy route shows the configuration in effect.
 
 Examples:
@@ -283,7 +281,7 @@ Examples:
 			deviceFlag(),
 			&cli.BoolFlag{Name: "json", Usage: "print a JSON object"},
 			&cli.BoolFlag{Name: "shell", Usage: "print export KEY='VALUE' lines for a POSIX shell"},
-			&cli.BoolFlag{Name: "show-secrets", Usage: "show PROXY_TOKEN and TM_API_KEY"},
+			&cli.BoolFlag{Name: "show-secrets", Usage: "show PROXY_TOKEN, TM_API_KEY and the PROXY_VIA password"},
 		},
 		Action: func(c *cli.Context) error {
 			args, extra, err := splitInterspersed(c.Args().Slice(), []string{"device", "d"}, []string{"json", "shell", "show-secrets"})
@@ -327,8 +325,8 @@ func printEnvList(io IO, vars map[string]string, asJSON, asShell, showSecrets bo
 		out := map[string]string{}
 		for _, k := range keys {
 			out[k] = vars[k]
-			if proxyconfig.IsSecret(k) && !showSecrets {
-				out[k], hidden = maskedValue, true
+			if m, masked := proxyconfig.MaskValue(k, vars[k]); masked && !showSecrets {
+				out[k], hidden = m, true
 			}
 		}
 		enc := json.NewEncoder(io.Out)
@@ -339,7 +337,8 @@ func printEnvList(io IO, vars map[string]string, asJSON, asShell, showSecrets bo
 	} else {
 		for _, k := range keys {
 			v := vars[k]
-			secret := proxyconfig.IsSecret(k) && !showSecrets
+			m, secret := proxyconfig.MaskValue(k, v)
+			secret = secret && !showSecrets
 			hidden = hidden || secret
 			switch {
 			case asShell && secret:
@@ -347,7 +346,7 @@ func printEnvList(io IO, vars map[string]string, asJSON, asShell, showSecrets bo
 			case asShell:
 				fmt.Fprintf(io.Out, "export %s=%s\n", k, shellquote.Quote(v))
 			case secret:
-				fmt.Fprintf(io.Out, "%s=%s\n", k, maskedValue)
+				fmt.Fprintf(io.Out, "%s=%s\n", k, m)
 			case plainValue.MatchString(v):
 				fmt.Fprintf(io.Out, "%s=%s\n", k, v)
 			default:
@@ -360,7 +359,7 @@ func printEnvList(io IO, vars map[string]string, asJSON, asShell, showSecrets bo
 		}
 	}
 	if hidden {
-		fmt.Fprintln(io.Err, "Tokens are masked; add --show-secrets to show them.")
+		fmt.Fprintln(io.Err, "Secrets are masked; add --show-secrets to show them.")
 	}
 	return nil
 }

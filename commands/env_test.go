@@ -83,6 +83,7 @@ func envRoundTrip(t *testing.T, f *envFixture, dev []string, fileOnDevice string
 	set(pemText, "PROXY_CERT", "-")
 	set("", "FROMFILE=@"+valueFile, "EMPTY=")
 	set("s3cret-token\n", "PROXY_TOKEN", "-")
+	set("", "PROXY_VIA=http://alice:s3cret-pw@proxy.corp:3128")
 
 	for key, want := range map[string]string{
 		"PROXY_HOST": "proxy.example.net\n", "ZIP": "007\n", "ODD": `it's "$HOME" \ # x` + "\n",
@@ -108,7 +109,8 @@ func envRoundTrip(t *testing.T, f *envFixture, dev []string, fileOnDevice string
 	}
 
 	list := f.ok("", append([]string{"env", "list"}, dev...)...)
-	if strings.Contains(list, "s3cret") || !strings.Contains(list, "PROXY_TOKEN=********") {
+	if strings.Contains(list, "s3cret") || !strings.Contains(list, "PROXY_TOKEN=********") ||
+		!strings.Contains(list, "PROXY_VIA=http://alice:********@proxy.corp:3128\n") {
 		t.Errorf("env list must mask the token:\n%s", list)
 	}
 	if !strings.Contains(list, "PROXY_HOST=proxy.example.net\n") || !strings.Contains(list, "ZIP=007\n") {
@@ -125,7 +127,8 @@ func envRoundTrip(t *testing.T, f *envFixture, dev []string, fileOnDevice string
 	if err := json.Unmarshal([]byte(f.ok("", append([]string{"env", "list", "--json"}, dev...)...)), &asJSON); err != nil {
 		t.Fatal(err)
 	}
-	if asJSON["PROXY_TOKEN"] != "********" || asJSON["PROXY_CERT"] != pemText || asJSON["ZIP"] != "007" {
+	if asJSON["PROXY_TOKEN"] != "********" || asJSON["PROXY_CERT"] != pemText || asJSON["ZIP"] != "007" ||
+		asJSON["PROXY_VIA"] != "http://alice:********@proxy.corp:3128" {
 		t.Errorf("--json: %q", asJSON)
 	}
 

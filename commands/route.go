@@ -12,6 +12,7 @@ import (
 	"github.com/tessel/tessel-proxy/deviceenv"
 	"github.com/tessel/tessel-proxy/internal/hostport"
 	"github.com/tessel/tessel-proxy/proxyclient"
+	"github.com/tessel/tessel-proxy/proxyconfig"
 	"github.com/urfave/cli/v2"
 )
 
@@ -41,7 +42,9 @@ Examples:
    tessel-proxy route example.com            # proxy (tunnel to proxy.tessel.io:443)
    tessel-proxy route 192.168.1.20:8080      # direct (PROXY_LOCAL entry 192.168.0.0/16 matches)
    tessel-proxy route '[fd00::5]:22'         # IPv6 with a port
-   tessel-proxy route --json db.internal     # {"host", "port", "tls", "route", "reason", "proxy"}`,
+   tessel-proxy route --json db.internal     # {"host", "port", "tls", "route", "reason", "proxy", "via"}
+   PROXY_VIA=http://proxy.corp:3128 tessel-proxy route example.com
+                                             # proxy (tunnel to proxy.tessel.io:443 via upstream proxy ...)`,
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "tls", Usage: "ask about a TLS connection made by the library's TLS dialer (PROXY_TRUSTED applies)"},
 			&cli.BoolFlag{Name: "json", Usage: "print a JSON object with host, port, tls, route (direct or proxy), reason and proxy"},
@@ -63,6 +66,7 @@ type routeAnswer struct {
 	Route  string `json:"route"` // "direct" or "proxy"
 	Reason string `json:"reason"`
 	Proxy  string `json:"proxy,omitempty"` // host:port of the proxy, when the route is proxy
+	Via    string `json:"via,omitempty"`   // the upstream HTTP proxy the tunnel goes through, password masked
 }
 
 func runRoute(ctx context.Context, o *RouteOptions) error {
@@ -86,9 +90,9 @@ func runRoute(ctx context.Context, o *RouteOptions) error {
 	}
 	ans := routeAnswer{Host: host, Port: port, TLS: o.TLS, Route: "direct", Reason: dec.Reason}
 	if !dec.Direct {
-		ans.Route, ans.Proxy = "proxy", d.ProxyAddr()
+		ans.Route, ans.Proxy, ans.Via = "proxy", d.ProxyAddr(), proxyconfig.ShowURL(cfg.Via)
 		if dec.Reason == proxyclient.ReasonTunnel {
-			ans.Reason = "tunnel to " + d.ProxyAddr()
+			ans.Reason = "tunnel to " + d.Transport()
 		}
 	}
 	if o.JSON {

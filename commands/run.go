@@ -51,8 +51,12 @@ connection is reset, so that it sees an error rather than a short answer; its ne
 connection opens a new tunnel.
 
 The tunnel is opened before PROGRAM starts, so a wrong token, an unreachable proxy or
-an untrusted certificate stops here with one line and exit status 125. PROXY_TOKEN and
-TM_API_KEY are removed from the program's environment.
+an untrusted certificate stops here with one line and exit status 125. PROXY_TOKEN,
+TM_API_KEY and PROXY_VIA are removed from the program's environment.
+
+Behind a corporate HTTP proxy, the tunnel's own connection goes through it with CONNECT:
+PROXY_VIA=http://[user:password@]host:port, or else the HTTPS_PROXY and NO_PROXY run
+was started with (PROXY_VIA=none: never). TLS to the proxy server runs inside, end to end.
 
 Programs that ignore proxy variables (ssh, most raw-socket tools) connect directly,
 unless run has --transparent.

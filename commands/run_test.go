@@ -78,7 +78,7 @@ func runTestEnv(t *testing.T) {
 	t.Setenv("HOME", home)
 	t.Setenv("XDG_CONFIG_HOME", filepath.Join(home, ".config"))
 	for _, k := range []string{"PROXY_HOST", "PROXY_PORT", "PROXY_CERT", "PROXY_TOKEN", "TM_API_KEY",
-		"PROXY_TRUSTED", "PROXY_IDLE", "PROXY_LOCAL", "_PROXY_DBG", "ALL_PROXY", "all_proxy",
+		"PROXY_TRUSTED", "PROXY_IDLE", "PROXY_LOCAL", "PROXY_VIA", "_PROXY_DBG", "ALL_PROXY", "all_proxy",
 		"HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy"} {
 		t.Setenv(k, "")
 		os.Unsetenv(k)

@@ -64,7 +64,11 @@ type ServeOptions struct {
 
 	MetricsListen string
 	LogFormat     string
-	LogLevel      slog.Level
+
+	WSPath           string         // WebSocket tunnels at this path, on --listen and --ws-listen
+	WSListen         string         // plain-HTTP WebSocket listener for a TLS-terminating reverse proxy
+	WSTrustedProxies []netip.Prefix // peers of WSListen whose X-Forwarded-For is believed
+	LogLevel         slog.Level
 }
 
 const serveDescription = `Runs the proxy server that tessel-proxy clients tunnel to: TLS on --listen, a token
@@ -96,6 +100,13 @@ Clients that share one token share these limits. A connection must begin TLS wit
 --max-handshakes-per-source of them from one address, and --max-handshakes in all, may be
 in their handshake at once, with random drops from --handshake-drop-start on.
 
+WebSocket: clients whose PROXY_HOST is wss://HOST[:PORT]/PATH reach the same --listen
+(an HTTP upgrade at --ws-path, default /tunnel), which gets them through front ends that
+pass only HTTP. To share port 443 with a website, put a reverse proxy that terminates TLS
+in front (nginx, Caddy; configurations in the README) and give it --ws-listen
+127.0.0.1:PORT, plain HTTP on loopback; X-Forwarded-For from it (--ws-trust-proxy, default
+loopback) names the client in logs and limits.
+
 SIGINT or SIGTERM shuts down gracefully: no new tunnels, a GoAway to every client, and
 open streams get --shutdown-timeout to finish. A second signal stops at once.
 
@@ -117,6 +128,10 @@ Examples:
       --cert /etc/letsencrypt/live/proxy.example.net/fullchain.pem \
       --key /etc/letsencrypt/live/proxy.example.net/privkey.pem \
       --auth-tokens-file /etc/tessel-proxy/tokens --metrics-listen 127.0.0.1:9090
+
+  Behind nginx or Caddy on a shared 443 (clients: PROXY_HOST=wss://proxy.example.net/tunnel):
+    tessel-proxy serve --listen 127.0.0.1:8443 --self-signed --cert cert.pem --key key.pem \
+      --auth-tokens-file /etc/tessel-proxy/tokens --ws-listen 127.0.0.1:8080
 
   OAuth access tokens from your identity provider:
     tessel-proxy serve --cert cert.pem --key key.pem \
@@ -154,6 +169,10 @@ func serveCommand(io IO) *cli.Command {
 			&cli.DurationFlag{Name: "dial-timeout", Value: proxyserver.DefaultDialTimeout, Usage: "`DURATION` to resolve and connect to a target"},
 			&cli.DurationFlag{Name: "shutdown-timeout", Value: 30 * time.Second, Usage: "on SIGINT/SIGTERM, the `DURATION` open streams get to finish"},
 			&cli.StringFlag{Name: "metrics-listen", Usage: "serve Prometheus metrics on http://`ADDR`/metrics"},
+			&cli.StringFlag{Name: "ws-path", Value: proxyserver.DefaultWebSocketPath, Usage: "take tunnels over WebSocket (clients: PROXY_HOST=wss://HOST/`PATH`) at this path, on --listen and --ws-listen"},
+			&cli.StringFlag{Name: "ws-listen", Usage: "also take WebSocket tunnels over plain HTTP on `ADDR`, for a reverse proxy in front that terminates TLS (nginx, Caddy); loopback only unless --ws-listen-insecure"},
+			&cli.BoolFlag{Name: "ws-listen-insecure", Usage: "let --ws-listen bind a non-loopback address: its traffic is not encrypted, so only a reverse proxy on a trusted network may reach it"},
+			&cli.StringSliceFlag{Name: "ws-trust-proxy", Usage: "believe X-Forwarded-For on --ws-listen from peers in `CIDR` (repeatable)", DefaultText: "127.0.0.0/8, ::1"},
 			&cli.StringFlag{Name: "log-format", Value: "text", Usage: "log `FORMAT` on stderr: text or json"},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "log `LEVEL`: debug (one line per stream), info, warn or error"},
 		},
@@ -199,6 +218,11 @@ func serveOptionsFrom(c *cli.Context, io IO) (*ServeOptions, error) {
 		ShutdownTimeout:        c.Duration("shutdown-timeout"),
 		MetricsListen:          c.String("metrics-listen"),
 		LogFormat:              c.String("log-format"),
+		WSPath:                 c.String("ws-path"),
+		WSListen:               c.String("ws-listen"),
+	}
+	if err := checkWebSocketFlags(c, o); err != nil {
+		return nil, err
 	}
 	if c.IsSet("auth-token") {
 		o.AuthToken, o.TokenOnArgv = c.String("auth-token"), true
@@ -256,7 +280,7 @@ func serveOptionsFrom(c *cli.Context, io IO) (*ServeOptions, error) {
 	if len(o.Hostnames) > 0 && !o.SelfSign && !o.Dev {
 		return nil, usageError("--hostname names what --self-signed generates: add --self-signed, or drop --hostname")
 	}
-	for _, a := range []struct{ flag, addr string }{{"--listen", o.Listen}, {"--metrics-listen", o.MetricsListen}} {
+	for _, a := range []struct{ flag, addr string }{{"--listen", o.Listen}, {"--metrics-listen", o.MetricsListen}, {"--ws-listen", o.WSListen}} {
 		if a.addr == "" {
 			continue
 		}
@@ -320,6 +344,41 @@ func serveOptionsFrom(c *cli.Context, io IO) (*ServeOptions, error) {
 		return nil, usageError("choose one way to check tokens: AUTH_HARDCODED/--auth-token, --auth-tokens-file, or --oidc-issuer")
 	}
 	return o, nil
+}
+
+// checkWebSocketFlags reads --ws-path, --ws-trust-proxy and --ws-listen-insecure into o.
+// --ws-listen carries tokens and payload unencrypted: it binds loopback only unless told.
+func checkWebSocketFlags(c *cli.Context, o *ServeOptions) error {
+	if !strings.HasPrefix(o.WSPath, "/") || strings.ContainsAny(o.WSPath, "?# \t") {
+		return usageError("--ws-path %q: want a path starting with /, such as /tunnel", o.WSPath)
+	}
+	for _, s := range c.StringSlice("ws-trust-proxy") {
+		p, err := parseAllow(s)
+		if err != nil {
+			return usageError("--ws-trust-proxy %q: %v (want a CIDR such as 10.0.0.0/8, or an address)", s, err)
+		}
+		o.WSTrustedProxies = append(o.WSTrustedProxies, p)
+	}
+	if len(o.WSTrustedProxies) == 0 {
+		o.WSTrustedProxies = proxyserver.DefaultTrustedProxies()
+	}
+	if o.WSListen == "" {
+		if c.IsSet("ws-trust-proxy") || c.Bool("ws-listen-insecure") {
+			return usageError("--ws-trust-proxy and --ws-listen-insecure go with --ws-listen")
+		}
+		return nil
+	}
+	host, _, err := net.SplitHostPort(o.WSListen)
+	if err != nil {
+		return nil // checkListenAddr says what is wrong
+	}
+	a, aerr := netip.ParseAddr(host)
+	loopback := host == "localhost" || aerr == nil && a.IsLoopback()
+	if !loopback && !c.Bool("ws-listen-insecure") {
+		return usageError("--ws-listen %q is not a loopback address: tokens and traffic on it are not encrypted. "+
+			"Bind 127.0.0.1 with the reverse proxy on this machine, or add --ws-listen-insecure if only the reverse proxy can reach it", o.WSListen)
+	}
+	return nil
 }
 
 // checkListenAddr accepts what net.Listen("tcp", addr) can bind: [HOST]:PORT, PORT a port
@@ -396,6 +455,7 @@ func runServe(ctx context.Context, o *ServeOptions) error {
 		DialTimeout:       o.DialTimeout,
 		MaxStreams:        o.MaxStreams,
 		MaxHandshakes:     o.MaxHandshakes,
+		WebSocketPath:     o.WSPath,
 		Logger:            logger,
 
 		FirstByteTimeout:       o.FirstByteTimeout,
@@ -429,8 +489,20 @@ func runServe(ctx context.Context, o *ServeOptions) error {
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sigs)
 
-	served := make(chan error, 1)
+	served := make(chan error, 2)
+	serving := 1
 	go func() { served <- srv.Serve(ln) }()
+	if o.WSListen != "" {
+		wln, err := net.Listen("tcp", o.WSListen)
+		if err != nil {
+			srv.Close()
+			<-served
+			return exitCode(ExitFailure, fmt.Errorf("--ws-listen %s: %w", o.WSListen, err))
+		}
+		serving++
+		go func() { served <- srv.ServeWebSocket(wln, o.WSTrustedProxies) }()
+		logger.Info("WebSocket listening (plain HTTP, for a reverse proxy)", "addr", wln.Addr().String(), "path", o.WSPath, "trusted_proxies", fmt.Sprint(o.WSTrustedProxies))
+	}
 	logger.Info("listening", "addr", bound.String(), "allow", fmt.Sprint(o.Allow), "tls_streams", !o.NoTLSStreams)
 	if o.TokenOnArgv && !o.Dev {
 		logger.Warn("the token given with --auth-token is visible to other users of this machine; prefer AUTH_HARDCODED or --auth-tokens-file")
@@ -450,6 +522,10 @@ func runServe(ctx context.Context, o *ServeOptions) error {
 
 	select {
 	case err := <-served:
+		srv.Close()
+		for serving--; serving > 0; serving-- {
+			<-served
+		}
 		return exitCode(ExitFailure, fmt.Errorf("serve: %w", err))
 	case sig := <-sigs:
 		logger.Info("shutting down", "signal", sig.String(), "grace", o.ShutdownTimeout)
@@ -467,7 +543,9 @@ func runServe(ctx context.Context, o *ServeOptions) error {
 		}
 	}()
 	err = srv.Shutdown(shutdownCtx)
-	<-served
+	for ; serving > 0; serving-- {
+		<-served
+	}
 	if err != nil {
 		logger.Warn("streams still open at the end of the grace period were closed", "err", err)
 	} else {

@@ -145,6 +145,17 @@ func (d *Dialer) ProxyAddr() string {
 	return net.JoinHostPort(d.cfg.Host, strconv.Itoa(d.cfg.Port))
 }
 
+// Transport says, for people, how the tunnel's own connection is made: the proxy's
+// host:port or wss:// URL, and the upstream HTTP proxy it goes through, if any (its password
+// masked).
+func (d *Dialer) Transport() string {
+	return d.transport(0).String()
+}
+
+func (d *Dialer) transport(timeout time.Duration) *transport {
+	return &transport{cfg: d.cfg, direct: &d.direct, timeout: timeout}
+}
+
 // Route reports how DialContext would connect to host (a name or IP literal, IPv6 with or
 // without brackets, no port). It is the function DialContext itself uses.
 func (d *Dialer) Route(host string) Decision {

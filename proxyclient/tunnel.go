@@ -2,8 +2,6 @@ package proxyclient
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -130,7 +128,7 @@ func (m *manager) open(ctx context.Context, h *handshake) {
 	defer m.wg.Done()
 	defer h.cancel()
 	addr := m.d.ProxyAddr()
-	m.d.log.Debug("tunnel opening", "proxy", addr)
+	m.d.log.Debug("tunnel opening", "proxy", m.d.Transport())
 	start := time.Now()
 	t, err := m.authenticate(ctx, addr)
 
@@ -192,24 +190,13 @@ func (m *manager) authenticate(ctx context.Context, addr string) (*tunnel, error
 	return m.handshake(ctx, addr, fresh)
 }
 
-// handshake dials the proxy, verifies it, authenticates with token and starts yamux. It
-// returns the tunnel (session, TCP connection and resetter) without id or count.
+// handshake connects to the proxy (transport: TCP or an upstream proxy's CONNECT, TLS,
+// perhaps a WebSocket), authenticates with token and starts yamux. It returns the tunnel
+// (session, TCP connection, resetter) without id or count.
 func (m *manager) handshake(ctx context.Context, addr, token string) (*tunnel, error) {
-	cfg := m.d.cfg
-	raw, err := m.d.direct.DialContext(ctx, "tcp", addr)
+	tc, raw, err := m.d.transport(m.handshakeTimeout).dial(ctx)
 	if err != nil {
-		return nil, m.handshakeErr(ctx, addr, err)
-	}
-	tc := tls.Client(raw, &tls.Config{ServerName: cfg.Host, RootCAs: cfg.RootCAs, MinVersion: tls.VersionTLS12})
-	if err := tc.HandshakeContext(ctx); err != nil {
-		raw.Close()
-		var verr *tls.CertificateVerificationError
-		var uerr x509.UnknownAuthorityError
-		var herr x509.HostnameError
-		if errors.As(err, &verr) || errors.As(err, &uerr) || errors.As(err, &herr) {
-			return nil, fmt.Errorf("%s: %w: %v", addr, ErrProxyUntrusted, err)
-		}
-		return nil, m.handshakeErr(ctx, addr, fmt.Errorf("TLS handshake: %w", err))
+		return nil, err
 	}
 	if dl, ok := ctx.Deadline(); ok {
 		tc.SetDeadline(dl)

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"math"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -85,6 +86,16 @@ type Config struct {
 	Idle        time.Duration  // PROXY_IDLE; 0 = close when the last stream closes; IdleNever
 	Local       LocalList      // PROXY_LOCAL
 	Debug       bool           // _PROXY_DBG set to anything
+
+	// WebSocketPath is set by a wss:// PROXY_HOST: the tunnel then rides one WebSocket
+	// connection to this path, inside the TLS connection. "" means plain TLS.
+	WebSocketPath string
+	// Via is the upstream HTTP proxy the tunnel's own connection goes through (CONNECT),
+	// from PROXY_VIA or else HTTPS_PROXY/NO_PROXY; nil means directly. It may hold a
+	// password: show it with ShowURL.
+	Via *url.URL
+	// ViaSource is the variable Via came from: PROXY_VIA, HTTPS_PROXY or https_proxy.
+	ViaSource string
 }
 
 // Variable describes one configuration variable, for help, man pages, completion and the
@@ -100,7 +111,7 @@ type Variable struct {
 // Variables lists every known variable, in the order of the tables generated from it (the
 // manual's ENVIRONMENT, docs/reference.md and README.md).
 var Variables = []Variable{
-	{Name: VarHost, Default: DefaultHost, Help: "host name or IP address of the proxy server; empty means the default"},
+	{Name: VarHost, Default: DefaultHost, Help: "host name or IP address of the proxy server; empty means the default; wss://host[:port]/path carries the tunnel over WebSocket (through HTTP front ends)"},
 	{Name: VarPort, Default: strconv.Itoa(DefaultPort), Help: "TCP port of the proxy server, 1-65535"},
 	{Name: VarToken, Help: "token sent to the proxy server; takes precedence over TM_API_KEY", Secret: true},
 	{Name: VarAPIKey, Help: "fallback token, used when PROXY_TOKEN is not set", Secret: true},
@@ -108,12 +119,14 @@ var Variables = []Variable{
 	{Name: VarTrusted, Default: "0", Help: "1/true/yes lets the proxy server make TLS connections on the client's behalf (it then sees plaintext); 0/false/no never", Values: []string{"1", "0", "true", "false", "yes", "no"}},
 	{Name: VarIdle, Default: "90000", Help: "close the tunnel this long after its last stream closed: milliseconds (90e3), a duration (90s), 0, or Infinity/never", Values: []string{"0", "90000", "Infinity", "never"}},
 	{Name: VarLocal, Default: DefaultLocal, Help: "hosts connected directly, never through the tunnel: addresses, CIDR prefixes, names and .suffixes, separated by spaces or commas; none = nothing is local", Values: []string{"none"}},
+	{Name: VarVia, Help: "http://[user:password@]host:port of an upstream HTTP proxy the tunnel's own connection goes through (CONNECT); unset: HTTPS_PROXY and NO_PROXY apply; none: never", Secret: true, Values: []string{ViaNone}},
 	{Name: VarDebug, Help: "any value logs tunnel and routing decisions to stderr"},
 }
 
-// IsSecret reports whether the variable named key holds a token.
+// IsSecret reports whether the variable named key holds a token, or may hold a password
+// (PROXY_VIA). MaskValue says how `env list` shows it.
 func IsSecret(key string) bool {
-	return key == VarToken || key == VarAPIKey
+	return key == VarToken || key == VarAPIKey || key == VarVia
 }
 
 // VarError reports a configuration variable whose value breaks a rule. It never contains a
@@ -145,7 +158,12 @@ func Parse(l Lookup) (Config, error) {
 	get := func(key string) string { v, _ := l(key); return v }
 	cfg := Config{Host: DefaultHost, Port: DefaultPort, Idle: DefaultIdle}
 	var err error
-	if v := get(VarHost); v != "" {
+	urlPort := 0
+	if v := get(VarHost); isURL(v) {
+		if cfg.Host, urlPort, cfg.WebSocketPath, err = parseHostURL(v); err != nil {
+			return Config{}, err
+		}
+	} else if v != "" {
 		if cfg.Host, err = parseHost(v); err != nil {
 			return Config{}, err
 		}
@@ -154,6 +172,12 @@ func Parse(l Lookup) (Config, error) {
 		if cfg.Port, err = parsePort(v); err != nil {
 			return Config{}, err
 		}
+		if urlPort != 0 && urlPort != cfg.Port {
+			return Config{}, varErr(VarPort, "%q disagrees with the port %d in PROXY_HOST; unset PROXY_PORT or make them equal", v, urlPort)
+		}
+	}
+	if urlPort != 0 {
+		cfg.Port = urlPort
 	}
 	// Only the token in use is checked: a stale TM_API_KEY behind a good PROXY_TOKEN is
 	// never sent, so it must not stop the program.
@@ -184,6 +208,9 @@ func Parse(l Lookup) (Config, error) {
 	if cfg.Local, err = ParseLocal(get(VarLocal)); err != nil {
 		return Config{}, err
 	}
+	if cfg.Via, cfg.ViaSource, err = upstreamFor(get, cfg.Host, cfg.Port); err != nil {
+		return Config{}, err
+	}
 	_, cfg.Debug = l(VarDebug)
 	return cfg, nil
 }
@@ -209,7 +236,13 @@ func validate(key, value string, readCertFile bool) error {
 	var err error
 	switch key {
 	case VarHost:
-		_, err = parseHost(value)
+		if isURL(value) {
+			_, _, _, err = parseHostURL(value)
+		} else {
+			_, err = parseHost(value)
+		}
+	case VarVia:
+		_, _, err = parseVia(value)
 	case VarPort:
 		_, err = parsePort(value)
 	case VarToken, VarAPIKey:
@@ -287,6 +320,9 @@ func DefaultEnvPath(env Lookup) (string, error) {
 	return filepath.Join(dir, "env"), nil
 }
 
+// isURL reports whether a PROXY_HOST value is written as a URL.
+func isURL(v string) bool { return strings.Contains(v, "://") }
+
 func parseHost(v string) (string, error) {
 	// An IPv6 literal may come in brackets, as in a URL; the brackets are not part of it.
 	if h, ok := hostport.Unbracket(v); ok {
@@ -299,7 +335,7 @@ func parseHost(v string) (string, error) {
 	}
 	switch {
 	case strings.Contains(v, "://"):
-		return "", varErr(VarHost, "%q is a URL; give only the host name (the port goes in PROXY_PORT)", v)
+		return "", varErr(VarHost, "%q is a URL; give only the host name (the port goes in PROXY_PORT), or wss://host[:port]/path", v)
 	case strings.Contains(v, ":"):
 		return "", varErr(VarHost, "%q has a port or is not an address; give only the host name and put the port in PROXY_PORT", v)
 	case !validHostName(v):

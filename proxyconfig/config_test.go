@@ -225,7 +225,7 @@ func TestDefaultEnvPath(t *testing.T) {
 
 func TestVariables(t *testing.T) {
 	want := []string{"PROXY_HOST", "PROXY_PORT", "PROXY_TOKEN", "TM_API_KEY", "PROXY_CERT",
-		"PROXY_TRUSTED", "PROXY_IDLE", "PROXY_LOCAL", "_PROXY_DBG"}
+		"PROXY_TRUSTED", "PROXY_IDLE", "PROXY_LOCAL", "PROXY_VIA", "_PROXY_DBG"}
 	var got []string
 	for _, v := range Variables {
 		got = append(got, v.Name)

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/yamux"
@@ -166,6 +167,10 @@ type Config struct {
 	// are already registered.
 	Metrics prometheus.Registerer
 
+	// WebSocketPath is the HTTP path at which the server takes tunnels over WebSocket, on
+	// its TLS listeners and on ServeWebSocket's. Default DefaultWebSocketPath.
+	WebSocketPath string
+
 	// Mux configures each tunnel's yamux session. Nil: wire.MuxConfig(), which is what
 	// clients use (its stream window replaced by StreamWindow); change it only to test
 	// keepalive behaviour.
@@ -193,6 +198,11 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.HandshakeTimeout == 0 {
 		c.HandshakeTimeout = DefaultHandshakeTimeout
+	}
+	if c.WebSocketPath == "" {
+		c.WebSocketPath = DefaultWebSocketPath
+	} else if !strings.HasPrefix(c.WebSocketPath, "/") {
+		return c, fmt.Errorf("proxyserver: Config.WebSocketPath %q must start with /", c.WebSocketPath)
 	}
 	if c.DialTimeout == 0 {
 		c.DialTimeout = DefaultDialTimeout

@@ -44,6 +44,7 @@ type Server struct {
 	closing   bool
 	listeners map[net.Listener]struct{}
 	tunnels   map[*tunnel]struct{}
+	web       *webFront      // WebSocket tunnels (ws.go)
 	wg        sync.WaitGroup // one per tunnel goroutine
 
 	admission *admission // connections accepted and not yet authenticated
@@ -80,7 +81,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Server{
+	s := &Server{
 		cfg:       cfg,
 		m:         m,
 		log:       cfg.Logger,
@@ -92,7 +93,9 @@ func New(cfg Config) (*Server, error) {
 		tunnels:   make(map[*tunnel]struct{}),
 		admission: newAdmission(cfg),
 		budgets:   newBudgets(cfg),
-	}, nil
+	}
+	s.web = newWebFront(s)
+	return s, nil
 }
 
 // Serve accepts TCP connections on ln and serves each as a tunnel: TLS handshake, Hello,
@@ -135,36 +138,53 @@ func (s *Server) Serve(ln net.Listener) error {
 			continue
 		}
 		backoff = 0
-		src := sourceOf(conn.RemoteAddr())
-		if ok, result := s.admission.admit(src); !ok {
-			// Dropped here a connection costs nothing but this: a flood of clients that
-			// never authenticate cannot hold more than MaxHandshakes handshakes' worth,
-			// nor one source more than MaxHandshakesPerSource of them.
-			s.m.tunnelsTotal.WithLabelValues(result).Inc()
-			s.warnHandshakeLimit(result, src)
-			conn.Close()
+		t := s.admit(conn, originOfConn(conn), true)
+		if t == nil {
+			if s.isClosing() {
+				return ErrServerClosed
+			}
 			continue
 		}
-		t := &tunnel{
-			s:       s,
-			id:      s.lastTunnelID.Add(1),
-			raw:     conn,
-			source:  src,
-			targets: make(map[net.Conn]struct{}),
-		}
-		t.log = s.log.With("tunnel", t.id)
-		s.mu.Lock()
-		if s.closing {
-			s.mu.Unlock()
-			s.admission.done(src)
-			conn.Close()
-			return ErrServerClosed
-		}
-		s.tunnels[t] = struct{}{}
-		s.wg.Add(1)
-		s.mu.Unlock()
 		go t.serve()
 	}
+}
+
+// admit registers a new connection from origin as a tunnel in its handshake, or closes it
+// and returns nil when admission says no (too many handshakes in all, or from its source) or
+// the server is closing. needTLS says whether conn is the raw connection from a TLS listener
+// (else a WebSocket, TLS done in front).
+func (s *Server) admit(conn net.Conn, origin clientOrigin, needTLS bool) *tunnel {
+	src := sourceOf(origin.Addr)
+	if ok, result := s.admission.admit(src); !ok {
+		// Dropped here a connection costs nothing but this: a flood of clients that never
+		// authenticate cannot hold more than MaxHandshakes handshakes' worth, nor one
+		// source more than MaxHandshakesPerSource of them.
+		s.m.tunnelsTotal.WithLabelValues(result).Inc()
+		s.warnHandshakeLimit(result, src)
+		conn.Close()
+		return nil
+	}
+	t := &tunnel{
+		s:       s,
+		id:      s.lastTunnelID.Add(1),
+		raw:     conn,
+		origin:  origin,
+		source:  src,
+		needTLS: needTLS,
+		targets: make(map[net.Conn]struct{}),
+	}
+	t.log = s.log.With("tunnel", t.id)
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		s.admission.done(src)
+		conn.Close()
+		return nil
+	}
+	s.tunnels[t] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	return t
 }
 
 func (s *Server) isClosing() bool {
@@ -176,12 +196,14 @@ func (s *Server) isClosing() bool {
 // beginClose stops every listener and returns the tunnels open at that moment.
 func (s *Server) beginClose() []*tunnel {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.closing = true
 	for ln := range s.listeners {
 		ln.Close()
 	}
-	return s.tunnelsLocked()
+	tunnels := s.tunnelsLocked()
+	s.mu.Unlock()
+	s.web.close()
+	return tunnels
 }
 
 // tunnelsLocked returns the tunnels open now. Called with s.mu held.
@@ -259,8 +281,12 @@ type tunnel struct {
 	s      *Server
 	id     uint64
 	raw    net.Conn
-	source netip.Prefix // what admission and the auth throttle count it against (sourceOf)
+	origin clientOrigin // who it comes from, for logs: the peer, or the client a trusted reverse proxy names
+	source netip.Prefix // what admission and the auth throttle count it against (sourceOf its origin)
 	log    *slog.Logger
+
+	needTLS   bool // raw is from a TLS listener: the handshake starts with TLS
+	handedOff bool // raw turned out to carry HTTP and went to the WebSocket endpoint (ws.go)
 
 	mux *muxconn.Conn // under session; set before session
 	use *identityUse  // its identity's budget; set before session
@@ -346,9 +372,12 @@ func (t *tunnel) serve() {
 		s.wg.Done()
 	}()
 	start := time.Now()
-	remote := t.raw.RemoteAddr().String()
+	remote := t.origin.Remote
 
 	ident, conn, use, ok := t.handshake(start, remote)
+	if t.handedOff {
+		return // the connection and its admission slot now belong to the HTTP server
+	}
 	s.admission.done(t.source)
 	if !ok {
 		t.raw.Close()
@@ -422,30 +451,48 @@ func (t *tunnel) handshake(start time.Time, remote string) (Identity, net.Conn, 
 		return Identity{}, nil, nil, false
 	}
 	deadline := start.Add(s.cfg.HandshakeTimeout)
-	// A connection that sends nothing gives up its place sooner than one that is slow to
-	// finish a handshake it began.
-	firstByte := start.Add(s.cfg.FirstByteTimeout)
-	if deadline.Before(firstByte) {
-		firstByte = deadline
-	}
-	if err := t.raw.SetDeadline(firstByte); err != nil {
-		return fail(resultHandshakeFailed, stageTLS)
-	}
-	var first [1]byte
-	if _, err := io.ReadFull(t.raw, first[:]); err != nil {
-		t.log.Debug("no TLS handshake began", "remote", remote, "err", err)
-		return fail(resultHandshakeFailed, stageTLS)
-	}
-	if err := t.raw.SetDeadline(deadline); err != nil {
-		return fail(resultHandshakeFailed, stageTLS)
-	}
 	ctx, cancel := context.WithDeadline(s.ctx, deadline)
 	defer cancel()
 
-	conn := tls.Server(&prefixedConn{Conn: t.raw, prefix: first[:]}, s.cfg.TLS)
-	if err := conn.HandshakeContext(ctx); err != nil {
-		t.log.Debug("TLS handshake failed", "remote", remote, "err", err)
-		return fail(resultHandshakeFailed, stageTLS)
+	conn := t.raw
+	if !t.needTLS {
+		// A WebSocket, upgraded in front (ws.go): TLS is done, the Hello comes next.
+		if err := t.raw.SetDeadline(deadline); err != nil {
+			return fail(resultHandshakeFailed, stageHello)
+		}
+	} else {
+		// A connection that sends nothing gives up its place sooner than one that is slow
+		// to finish a handshake it began.
+		firstByte := start.Add(s.cfg.FirstByteTimeout)
+		if deadline.Before(firstByte) {
+			firstByte = deadline
+		}
+		if err := t.raw.SetDeadline(firstByte); err != nil {
+			return fail(resultHandshakeFailed, stageTLS)
+		}
+		var first [1]byte
+		if _, err := io.ReadFull(t.raw, first[:]); err != nil {
+			t.log.Debug("no TLS handshake began", "remote", remote, "err", err)
+			return fail(resultHandshakeFailed, stageTLS)
+		}
+		if err := t.raw.SetDeadline(deadline); err != nil {
+			return fail(resultHandshakeFailed, stageTLS)
+		}
+		tc := tls.Server(&prefixedConn{Conn: t.raw, prefix: first[:]}, s.cfg.TLS)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			t.log.Debug("TLS handshake failed", "remote", remote, "err", err)
+			return fail(resultHandshakeFailed, stageTLS)
+		}
+		var isHTTP bool
+		if conn, isHTTP = sniffHTTP(tc); isHTTP {
+			// A WebSocket upgrade (ws.go): the HTTP server takes the connection, which
+			// comes back as a tunnel once upgraded.
+			if t.raw.SetDeadline(time.Time{}) == nil && s.web.handOver(conn, t.source) {
+				t.handedOff = true
+				return Identity{}, nil, nil, false
+			}
+			return fail(resultHandshakeFailed, stageHello)
+		}
 	}
 	hello, err := wire.ReadHello(conn)
 	if err != nil {
@@ -501,8 +548,8 @@ func (t *tunnel) handshake(start time.Time, remote string) (Identity, net.Conn, 
 	return ident, conn, use, true
 }
 
-// prefixedConn hands out prefix before what its connection reads: the byte read to see
-// that a client began its handshake.
+// prefixedConn hands out prefix before what its connection reads: bytes read already, to see
+// that a client began its TLS handshake, or (after TLS) whether it speaks HTTP (ws.go).
 type prefixedConn struct {
 	net.Conn
 	prefix []byte

@@ -77,7 +77,8 @@ func TestHandshakeWrongTokenIsRefusedAndNotLogged(t *testing.T) {
 func TestHandshakeBadMagicClosesWithoutReply(t *testing.T) {
 	h := newHarness(t)
 	conn := h.dialTLS()
-	if _, err := io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+	// (An HTTP request is answered by the WebSocket endpoint instead: ws_test.go.)
+	if _, err := io.WriteString(conn, "SSH-2.0-OpenSSH_9.2\r\n"); err != nil {
 		t.Fatal(err)
 	}
 	got := readAllTimeout(t, conn)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/netip"
 	"sync"
 	"time"
@@ -62,15 +61,15 @@ func newAuthThrottle(log *slog.Logger) *authThrottle {
 	return &authThrottle{log: log, sources: make(map[netip.Prefix]*failureRecord)}
 }
 
-// sourceOf is the network a connection counts against: its IPv4 address, or the /64 of
-// its IPv6 address (what one subscriber gets). Connections that are not TCP (a listener of
-// a kind without addresses) all share the zero prefix.
-func sourceOf(remote net.Addr) netip.Prefix {
-	tcp, ok := remote.(*net.TCPAddr)
-	if !ok {
+// sourceOf is the network a client counts against: its IPv4 address, or the /64 of its
+// IPv6 address (what one subscriber gets). The client is the tunnel's source: the TCP peer,
+// or behind a trusted reverse proxy the client it names (ws.go). Clients without an address
+// (a listener of a kind without addresses) all share the zero prefix.
+func sourceOf(addr netip.Addr) netip.Prefix {
+	if !addr.IsValid() {
 		return netip.Prefix{}
 	}
-	addr := tcp.AddrPort().Addr().Unmap().WithZone("")
+	addr = addr.Unmap().WithZone("")
 	bits := 32
 	if addr.Is6() {
 		bits = 64

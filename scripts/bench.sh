@@ -4,7 +4,9 @@
 #   direct        curl straight to nginx
 #   ssh -D        OpenSSH dynamic forwarding (curl --socks5-hostname), the tool users compare with
 #   run           curl started by `tessel-proxy run`, via `serve --dev`
-#   transparent   curl started by `tessel-proxy run --transparent` (Linux; section at the end)
+#   transparent   curl started by `tessel-proxy run --transparent` (Linux; a section of its own)
+#   wss           curl started by `run` with the tunnel over WebSocket, straight to serve and
+#                 through nginx in front of `serve --ws-listen` (deploy/nginx; the last section)
 # and prints each as a ratio to its baseline. Runs vary by 15-30% from minute to minute: compare
 # the ratios, not the absolute numbers. Needs nginx, sshd, curl (scripts/install-deps.sh), root.
 #
@@ -20,6 +22,7 @@ pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   [[ -f $work/nginx.pid ]] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
+  [[ -f $work/nginx-ws.pid ]] && kill "$(cat "$work/nginx-ws.pid")" 2>/dev/null || true
   wait 2>/dev/null || true
   rm -rf "$work"
 }
@@ -169,3 +172,67 @@ transparent_bench() {
 if [[ $(uname -s) == Linux ]]; then
   transparent_bench
 fi
+
+# --- WebSocket transport ----------------------------------------------------------------------
+# The tunnel's transports, in the same conditions: a third `serve --dev` that also listens for
+# WebSocket over plain HTTP, behind nginx with the configuration the README documents. Its
+# PROXY_* settings are loaded in a subshell, so that they stay there.
+websocket_transport() {
+  local ws_port tls_port
+  ws_port=$(free_port)
+  tls_port=$(free_port)
+  "$work/tessel-proxy" serve --dev --dir "$work/dev" --ws-listen "127.0.0.1:$ws_port" >"$work/dev-ws.env" 2>"$work/serve-ws.log" &
+  pids+=($!)
+  for _ in $(seq 100); do grep -q '^export PROXY_LOCAL' "$work/dev-ws.env" && break; sleep 0.1; done
+  wait_port "$ws_port"
+  mkdir -p "$work/www-ws"
+  sed -e "s|listen 443 ssl;|listen 127.0.0.1:$tls_port ssl;|" -e "s|listen \[::\]:443 ssl;||" \
+    -e "s|/etc/letsencrypt/live/proxy.example.net/fullchain.pem|$work/dev/cert.pem|" \
+    -e "s|/etc/letsencrypt/live/proxy.example.net/privkey.pem|$work/dev/key.pem|" \
+    -e "s|http://127.0.0.1:8080;|http://127.0.0.1:$ws_port;|" -e "s|root /var/www/html;|root $work/www-ws;|" \
+    deploy/nginx/tessel-proxy.conf >"$work/tessel-proxy-nginx.conf"
+  cat >"$work/nginx-ws.conf" <<CONF
+daemon on; pid $work/nginx-ws.pid; error_log $work/nginx-ws.err; worker_processes 1;
+events { worker_connections 1024; }
+http { access_log off; include $work/tessel-proxy-nginx.conf; }
+CONF
+  nginx -c "$work/nginx-ws.conf"
+  wait_port "$tls_port"
+  (
+  set -a; source "$work/dev-ws.env"; set +a
+
+  # The three transports take turns, round after round, and each keeps its best: on a shared
+  # machine the load moves between rounds, and a transport measured in a quiet moment only
+  # would make the ratios lie.
+  local wss="PROXY_HOST=wss://127.0.0.1:$PROXY_PORT/tunnel"
+  local via_nginx="PROXY_HOST=wss://127.0.0.1:$tls_port/tunnel"
+  local -a tls_cmd=(env "$work/tessel-proxy" run -- curl)
+  local -a wss_cmd=(env "$wss" "$work/tessel-proxy" run -- curl)
+  local -a nginx_cmd=(env "$via_nginx" PROXY_PORT= "$work/tessel-proxy" run -- curl)
+  local tls_bw=0 wss_bw=0 nginx_bw=0 tls_rq=0 wss_rq=0 nginx_rq=0 v t0 t1
+  best_bw() { v=$("$@" -s -o /dev/null -w '%{speed_download}' "$big"); v=${v%.*}; echo "$v"; }
+  best_rq() { t0=$(date +%s%N); "$@" -s "${urls[@]}" >/dev/null; t1=$(date +%s%N); echo $(((t1 - t0) / 1000 / requests)); }
+  for _ in 1 2 3 4 5; do
+    v=$(best_bw "${tls_cmd[@]}"); ((v > tls_bw)) && tls_bw=$v
+    v=$(best_bw "${wss_cmd[@]}"); ((v > wss_bw)) && wss_bw=$v
+    v=$(best_bw "${nginx_cmd[@]}"); ((v > nginx_bw)) && nginx_bw=$v
+  done
+  for _ in 1 2 3; do
+    v=$(best_rq "${tls_cmd[@]}"); ((tls_rq == 0 || v < tls_rq)) && tls_rq=$v
+    v=$(best_rq "${wss_cmd[@]}"); ((wss_rq == 0 || v < wss_rq)) && wss_rq=$v
+    v=$(best_rq "${nginx_cmd[@]}"); ((nginx_rq == 0 || v < nginx_rq)) && nginx_rq=$v
+  done
+  awk -v t="$tls_bw" -v w="$wss_bw" -v x="$nginx_bw" -v tq="$tls_rq" -v wq="$wss_rq" -v xq="$nginx_rq" \
+    -v mb="$size_mb" -v n="$requests" 'BEGIN {
+  printf "WebSocket transport: run, %d MiB download (best of 5, taking turns)\n", mb
+  printf "  %-12s %8.0f MB/s\n", "tls", t/1e6
+  printf "  %-12s %8.0f MB/s   %.2f x tls\n", "wss", w/1e6, w/t
+  printf "  %-12s %8.0f MB/s   %.2f x tls\n", "wss (nginx)", x/1e6, x/t
+  printf "WebSocket transport: run, new connection, %d sequential requests (best of 3, taking turns)\n", n
+  printf "  %-12s %8d us/request\n", "tls", tq
+  printf "  %-12s %8d us/request   %.2f x tls\n", "wss", wq, wq/tq
+  printf "  %-12s %8d us/request   %.2f x tls\n", "wss (nginx)", xq, xq/tq
+}'
+  )
+}
+websocket_transport

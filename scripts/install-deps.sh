@@ -7,7 +7,9 @@ cd "$(dirname "$0")/.."
 
 packages=(
   curl git python3 iproute2 openssl      # clients run through `run`; network namespaces; cert checks
-  nginx-light                            # the target in scripts/bench.sh
+  nginx-light                            # the target in scripts/bench.sh; the reverse proxy in front of serve --ws-listen
+  tinyproxy                              # the upstream HTTP proxy (CONNECT, BasicAuth) of a corporate network
+  caddy                                  # the other documented reverse proxy in front of serve --ws-listen
   haproxy                                # an L4 balancer in front of several `serve` (failover tests)
   openssh-server openssh-client busybox  # devices reached over ssh, BusyBox sh on the device
   dbus dbus-x11 gnome-keyring libsecret-tools  # a real Secret Service for the keyring
@@ -31,6 +33,11 @@ if ((${#missing[@]})); then
   echo "installing: ${missing[*]}"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# The tests start their own tinyproxy, nginx and Caddy; the packages' services (started by
+# the install where systemd runs) would only hold ports.
+if command -v systemctl >/dev/null && [[ -d /run/systemd/system ]]; then
+  systemctl disable --now tinyproxy caddy >/dev/null 2>&1 || true
 fi
 
 # The OAuth test server.

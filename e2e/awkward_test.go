@@ -338,9 +338,7 @@ func TestRunThroughNginxToWebSocketListener(t *testing.T) {
 //	serve ns   198.19.N.2 ──veth── 198.19.N.1  this machine
 func TestOnlyWayOutIsTheHTTPProxy(t *testing.T) {
 	needTools(t, "ip", "curl", "python3", "tinyproxy")
-	if os.Geteuid() != 0 {
-		t.Fatal("this test makes network namespaces and needs root (CI runs as root)")
-	}
+	needRoot(t)
 	n := freeTestSubnet(t)
 	// The pid in the names tells removeStaleNetworks that they belong to a running test.
 	suffix := fmt.Sprint(os.Getpid())

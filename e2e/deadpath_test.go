@@ -102,9 +102,7 @@ curl -sS --fail --max-time 20 -o "$d/second" "$url/hello.txt" || exit 12
 // while over a real dead path only the tunnel's keepalive notices.
 func TestStalledDownloadFailsWhenPathDiesAndNextDialReconnects(t *testing.T) {
 	needTools(t, "ip", "tc", "curl", "python3")
-	if os.Geteuid() != 0 {
-		t.Fatal("this test makes network namespaces and needs root (CI runs as root)")
-	}
+	needRoot(t)
 	const (
 		hostAddr       = "198.18.11.1"
 		routerHostSide = "198.18.11.2"

@@ -17,9 +17,7 @@ import (
 // namespace reaches the proxy and nothing else, `run` reads them and curl gets through.
 func TestEnvSetThenRunOnDevice(t *testing.T) {
 	needTools(t, "ip", "curl", "python3", "ssh")
-	if os.Geteuid() != 0 {
-		t.Fatal("this test makes network namespaces and needs root (CI runs as root)")
-	}
+	needRoot(t)
 	suffix := fmt.Sprintf("%d", (os.Getpid()+1)%100000)
 	devNS, targetNS := "tpx-dva-"+suffix, "tpx-tga-"+suffix
 	const (

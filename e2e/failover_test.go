@@ -449,9 +449,7 @@ func TestServerKilledMidTransferThenNextConnectionWorks(t *testing.T) {
 func TestLinkDownUnderLiveTunnel(t *testing.T) {
 	t.Parallel()
 	needTools(t, "ip", "curl", "python3")
-	if os.Geteuid() != 0 {
-		t.Fatal("this test makes network namespaces and needs root (CI runs as root)")
-	}
+	needRoot(t)
 	url, targetLog := startSlowTarget(t)
 	// A /24 of its own in 198.18.0.0/15, away from the fixed ones other tests use.
 	subnet := 64 + rand.IntN(160)
@@ -514,9 +512,7 @@ except OSError as e:
 func TestLinkDownDuringUploadRunExits(t *testing.T) {
 	t.Parallel()
 	needTools(t, "ip", "python3")
-	if os.Geteuid() != 0 {
-		t.Fatal("this test makes network namespaces and needs root (CI runs as root)")
-	}
+	needRoot(t)
 	// The target on this machine's loopback reads and discards everything.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -97,6 +97,15 @@ func ownerAlive(name string) bool {
 	return false
 }
 
+// needRoot fails the test unless it runs as root: it makes network namespaces (CI runs as
+// root).
+func needRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Fatal("this test makes network namespaces and needs root (CI runs as root)")
+	}
+}
+
 // needTools fails the test, naming what to install, when a tool it drives is missing.
 func needTools(t *testing.T, tools ...string) {
 	t.Helper()

@@ -30,9 +30,7 @@ const (
 
 func TestDeviceInNamespaceReachesTargetOnlyThroughTunnel(t *testing.T) {
 	needTools(t, "ip", "curl", "python3")
-	if os.Geteuid() != 0 {
-		t.Fatal("this test makes network namespaces and needs root (CI runs as root)")
-	}
+	needRoot(t)
 	suffix := fmt.Sprintf("%d", os.Getpid()%100000)
 	devNS, targetNS := "tpx-dev-"+suffix, "tpx-tgt-"+suffix
 	makeNamespace(t, devNS, "tpxd"+suffix, devHostAddr, devAddr)

@@ -29,9 +29,7 @@ import (
 // route (StatusUnreachable) and nothing leaves the machine. Two controls show the test can
 // tell the difference: a globally reachable address, and --allow opening a range.
 func TestDefaultServerRefusesSpecialPurposeRanges(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root for network namespaces")
-	}
+	needRoot(t)
 	needTools(t, "ip")
 	ns := fmt.Sprintf("tpx-deny-%d", os.Getpid())
 	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {

@@ -49,9 +49,7 @@ type transparentWorld struct {
 func newTransparentWorld(t *testing.T) *transparentWorld {
 	t.Helper()
 	needTools(t, "ip", "python3", "unshare")
-	if os.Geteuid() != 0 {
-		t.Fatal("this test makes network namespaces and needs root (CI runs as root)")
-	}
+	needRoot(t)
 	n := freeSubnet(t)
 	suffix := fmt.Sprintf("%05d", rand.IntN(100000))
 	w := &transparentWorld{

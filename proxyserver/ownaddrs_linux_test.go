@@ -18,7 +18,7 @@ import (
 // namespace of the test's own and checks that the list the server reads there has it.
 func TestOwnAddressesReadsInterfaces(t *testing.T) {
 	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("needs ip (iproute2), which scripts/install-deps.sh installs")
+		t.Fatal("ip (iproute2) is not installed: run scripts/install-deps.sh")
 	}
 	ns := fmt.Sprintf("tp-own-%d", os.Getpid())
 	addr := netip.AddrFrom4([4]byte{198, 18, byte(rand.IntN(256)), byte(1 + rand.IntN(254))})

@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tessel/tessel-proxy/internal/testtarget"
 )
 
 // readResetScript connects through run's front (argv[3]: connect or socks), sends one byte,
@@ -84,23 +86,7 @@ func TestProgramResetReachesTargetAsReset(t *testing.T) {
 	srv := startDevServer(t, "--allow", "127.0.0.0/8")
 	for _, via := range []string{"connect", "socks"} {
 		t.Run(via, func(t *testing.T) {
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { ln.Close() })
-			got := make(chan error, 1)
-			go func() {
-				c, err := ln.Accept()
-				if err != nil {
-					got <- err
-					return
-				}
-				defer c.Close()
-				c.SetReadDeadline(time.Now().Add(30 * time.Second))
-				_, err = io.ReadAll(c)
-				got <- err
-			}()
+			ln, got := testtarget.Reader(t, 30*time.Second)
 			host, port, _ := net.SplitHostPort(ln.Addr().String())
 			r := runTool(t, srv.clientEnv(t), "run", "--", "python3", "-c", sendResetScript, host, port, via)
 			if r.code != 0 {

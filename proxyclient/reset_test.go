@@ -8,6 +8,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tessel/tessel-proxy/internal/testtarget"
 )
 
 // resetTarget accepts one connection, reads one byte (so that the dial is done), sends
@@ -63,23 +65,7 @@ func TestDialerReportsTargetResetAsECONNRESET(t *testing.T) {
 func TestDialerSetLingerZeroResetsTheTarget(t *testing.T) {
 	srv := newTestServer(t, testToken)
 	d := newTestDialer(t, srv.config(), testToken)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	got := make(chan error, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			got <- err
-			return
-		}
-		defer c.Close()
-		c.SetReadDeadline(time.Now().Add(20 * time.Second))
-		_, err = io.ReadAll(c)
-		got <- err
-	}()
+	ln, got := testtarget.Reader(t, 20*time.Second)
 	c, err := d.DialContext(context.Background(), "tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)

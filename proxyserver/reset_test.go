@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/yamux"
+	"github.com/tessel/tessel-proxy/internal/testtarget"
 	"github.com/tessel/tessel-proxy/wire"
 )
 
@@ -97,23 +98,7 @@ func TestTargetResetAfterDataReachesClientAsReset(t *testing.T) {
 // TestClientResetReachesTargetAsReset: the client resets its stream (its program reset its
 // connection). The target must read ECONNRESET, not an end of input.
 func TestClientResetReachesTargetAsReset(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	got := make(chan error, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			got <- err
-			return
-		}
-		defer c.Close()
-		c.SetReadDeadline(time.Now().Add(20 * time.Second))
-		_, err = io.ReadAll(c)
-		got <- err
-	}()
+	ln, got := testtarget.Reader(t, 20*time.Second)
 	port := ln.Addr().(*net.TCPAddr).AddrPort().Port()
 	h := newHarness(t, allowLoopback)
 	reply, conn := h.handshake(testToken)

@@ -3,10 +3,9 @@ package proxyclient
 import (
 	"context"
 	"io"
+	"net"
 	"testing"
 	"time"
-
-	"github.com/tessel/tessel-proxy/internal/relay"
 )
 
 // BenchmarkTransportThroughput moves 64 MiB per operation through the real server over
@@ -25,28 +24,14 @@ func BenchmarkTransportThroughput(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	elapsed := map[string]time.Duration{}
-	b.SetBytes(2 * size)
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		for _, name := range []string{"tls", "wss"} {
-			start := time.Now()
-			c, err := dialers[name].DialEarly(context.Background(), "tcp", target.ln.Addr().String(), []byte{'S'})
-			if err != nil {
-				b.Fatal(err)
-			}
-			n, err := relay.Copy(io.Discard, c, nil)
-			c.Close()
-			if err != nil || n != size {
-				b.Fatalf("%s: read %d bytes, %v", name, n, err)
-			}
-			elapsed[name] += time.Since(start)
+	addr := target.ln.Addr().String()
+	dials := map[string]benchDial{}
+	for name, d := range dialers {
+		dials[name] = func(ctx context.Context, early []byte) (net.Conn, error) {
+			return d.DialEarly(ctx, "tcp", addr, early)
 		}
 	}
-	mbps := func(name string) float64 { return float64(size) * float64(b.N) / elapsed[name].Seconds() / 1e6 }
-	b.ReportMetric(mbps("tls"), "tls-MB/s")
-	b.ReportMetric(mbps("wss"), "wss-MB/s")
-	b.ReportMetric(mbps("wss")/mbps("tls"), "wss/tls")
+	compareDownloads(b, size, dials, "tls", "wss")
 }
 
 // BenchmarkTransportNewConnection opens a connection, sends a request line, reads the short
